@@ -1,0 +1,59 @@
+"""Class activation maps (Zhou et al. 2016) for networks whose head is GAP -> linear."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import CourseError
+from ..hooks import capture, frozen
+
+__all__ = ["cam", "NotGapModelError", "gap_head"]
+
+
+class NotGapModelError(CourseError, TypeError):
+    """CAM needs global average pooling followed by one linear layer."""
+
+
+def gap_head(model: nn.Module) -> tuple[str, nn.Linear]:
+    """The (name of the GAP-ed feature layer's consumer, linear layer) of a GAP -> linear head.
+
+    Recognised: a model with ``pool`` (AdaptiveAvgPool2d(1)) and ``fc`` (Linear) attributes, as
+    ``GapNet`` and torchvision's ResNets/GoogLeNet have.
+    """
+    pool, fc = getattr(model, "pool", None) or getattr(model, "avgpool", None), getattr(model, "fc", None)
+    gap = isinstance(pool, nn.AdaptiveAvgPool2d) and pool.output_size in (1, (1, 1))
+    if not (gap and isinstance(fc, nn.Linear)):
+        raise NotGapModelError(
+            f"CAM needs a head of global average pooling followed by one linear layer; "
+            f"{type(model).__name__} has none. Use Grad-CAM, which generalises CAM to any architecture, "
+            f"or retrofit a GAP head (chapter 7).")
+    return ("pool" if getattr(model, "pool", None) is pool else "avgpool"), fc
+
+
+def cam(bundle, x: torch.Tensor, target=None, layer: str | None = None, upsample: bool = True) -> torch.Tensor:
+    """CAM: M_c(x, y) = sum_k w_k^c f_k(x, y), with f the last conv features and w the linear weights.
+
+    ``target``: class index per image (int, list or tensor; default: the predicted class).
+    ``layer``: the feature layer (default: the bundle's 'cam' layer, the input of GAP).
+    Returns N x H x W maps (bilinearly upsampled to the input size unless ``upsample=False``).
+    The class score equals the spatial mean of the (not upsampled) map plus the bias.
+    """
+    bundle.require_classes("CAM")
+    model = bundle.model
+    _, fc = gap_head(model)
+    layer = layer or bundle.layer("cam")
+    with torch.no_grad():
+        with frozen(model), capture(model, layer, detach=True) as rec:
+            logits = bundle(x)
+        f = rec[layer]
+        if target is None:
+            target = logits.argmax(1)
+        target = torch.as_tensor(target, device=f.device).long().expand(f.shape[0])
+        if (target < 0).any() or (target >= fc.out_features).any():
+            raise ValueError(f"target class out of range: the model has {fc.out_features} classes "
+                             f"(0..{fc.out_features - 1})")
+        maps = torch.einsum("nk,nkhw->nhw", fc.weight[target], f)
+        if upsample:
+            maps = F.interpolate(maps[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    return maps.cpu()

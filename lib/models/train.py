@@ -1,0 +1,164 @@
+"""Train the shipped GAP-CNN on Fashion-MNIST canvases:  python -m lib.models.train
+
+Reproduces ``data/models/gapnet.pt`` (and its ``.sha256``) and the committed test canvases
+``data/canvases/test.npz.xz`` from Debian's ``dataset-fashion-mnist``, ``opencv-doc`` and
+``mate-backgrounds`` packages (fetched with ``apt-get download`` when missing) and the sample
+photos of scikit-image, scikit-learn and matplotlib.
+
+Training canvases are drawn fresh for every chunk of steps (items from the Fashion-MNIST
+training split on the training photos); test canvases use the Fashion-MNIST test split on
+photos never used for training. No model selection is done on the test canvases: the
+weights saved are those after the last step.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .. import data
+from ..device import seed as seed_all
+from .gapnet import GapNet
+
+TEST_SEED = 20240601
+N_TEST = 2000
+
+
+def make_test_canvases(path: Path = data.DATA_DIR / "canvases" / "test.npz.xz", n: int = N_TEST) -> str:
+    """Generate and store the fixed test canvases; returns their sha256."""
+    items, labels = data.fashion_mnist("test")
+    gen = data.CanvasGenerator(items, labels, data.background_photos("test"), seed=TEST_SEED)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return data.save_canvases(gen.sample(n), path)
+
+
+def train_steps(model: torch.nn.Module, batches, steps: int, lr: float = 2e-3,
+                weight_decay: float = 5e-4, progress: bool = True) -> list[float]:
+    """Train ``model`` for ``steps`` steps on an iterator of (images, labels) display-space batches.
+
+    AdamW with a one-cycle learning-rate schedule; returns the loss of every step.
+    """
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
+    model.train()
+    losses = []
+    bar = tqdm(range(steps), desc="training", disable=not progress, mininterval=5)
+    for step in bar:
+        x, y = next(batches)
+        x = x.contiguous(memory_format=torch.channels_last)
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
+    model.eval()
+    return losses
+
+
+def canvas_batches(gen: data.CanvasGenerator, batch_size: int, chunk: int = 8192):
+    """Endless (images, labels) batches, drawing ``chunk`` fresh canvases at a time."""
+    while True:
+        c = data.to_canvases(gen.sample(chunk))
+        for i in range(0, chunk - batch_size + 1, batch_size):
+            yield c.images[i:i + batch_size], c.labels[i:i + batch_size]
+
+
+@torch.no_grad()
+def accuracy(model: torch.nn.Module, canvases: data.Canvases, batch_size: int = 256) -> float:
+    model.eval()
+    correct = 0
+    for i in range(0, len(canvases), batch_size):
+        correct += (model(canvases.images[i:i + batch_size]).argmax(1) == canvases.labels[i:i + batch_size]).sum().item()
+    return correct / len(canvases)
+
+
+def evaluate(bundle, canvases: data.Canvases, tolerances=(0, 4)) -> dict:
+    """Accuracy and pointing-game hit rates of CAM and of three model-free baselines."""
+    from .. import metrics
+    from ..attribution import cam
+
+    maps = {"CAM (predicted class)": torch.cat([cam(bundle, canvases.images[i:i + 250])
+                                                for i in range(0, len(canvases), 250)]),
+            "centre Gaussian": metrics.centre_map(len(canvases), canvases.images.shape[-1]),
+            "blurred brightness": metrics.brightness_map(canvases.images),
+            "local contrast": metrics.contrast_map(canvases.images)}
+    out = {"accuracy": round(accuracy(bundle.model, canvases), 4), "pointing_game": {}}
+    for name, m in maps.items():
+        out["pointing_game"][name] = {f"tol{t}": round(metrics.pointing_game(m, canvases.boxes, t).float().mean().item(), 4)
+                                      for t in tolerances}
+    return out
+
+
+def canvas_figure(path: Path = data.DATA_DIR / "models" / "canvases.png", n: int = 16) -> None:
+    """The picture of test canvases with their boxes used by the book's intro and the model card."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from .. import plot
+
+    c = data.load_canvases("test", n=n)
+    fig = plot.show_images(c.images, [data.CLASSES[y] for y in c.labels.tolist()], ncols=8, size=1.3, boxes=c.boxes)
+    fig.savefig(path, dpi=80)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--steps", type=int, default=2500)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=data.DATA_DIR / "models" / "gapnet.pt")
+    p.add_argument("--canvases-only", action="store_true", help="only regenerate data/canvases/test.npz.xz")
+    p.add_argument("--evaluate", action="store_true",
+                   help="only evaluate the committed weights (accuracy, pointing game) and draw the canvas figure")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    if args.evaluate:
+        from . import load
+        print(json.dumps(evaluate(load("gapnet", weights_path=args.out), data.load_canvases("test")), indent=1))
+        canvas_figure()
+        return
+    digest = make_test_canvases()
+    print(f"test canvases: {N_TEST}, sha256 {digest[:16]}...")
+    if args.canvases_only:
+        return
+
+    seed_all(args.seed)
+    items, labels = data.fashion_mnist("train")
+    gen = data.CanvasGenerator(items, labels, data.background_photos("train"), seed=args.seed)
+    model = GapNet().to(memory_format=torch.channels_last)
+    t0 = time.time()
+    losses = train_steps(model, canvas_batches(gen, args.batch_size), args.steps, lr=args.lr)
+    minutes = (time.time() - t0) / 60
+    model = model.to(memory_format=torch.contiguous_format)
+    test = data.load_canvases("test")
+    acc = accuracy(model, test)
+    print(f"trained {args.steps} steps of {args.batch_size} in {minutes:.1f} min; "
+          f"final loss {np.mean(losses[-100:]):.3f}; test accuracy {acc:.4f}")
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), args.out)
+    sha = hashlib.sha256(args.out.read_bytes()).hexdigest()
+    args.out.with_name(args.out.name + ".sha256").write_text(f"{sha}  {args.out.name}\n")
+    info = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
+            "widths": list(model.widths), "minutes": round(minutes, 1), "test_accuracy": round(acc, 4),
+            "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "loss_curve": [round(float(np.mean(losses[i:i + 100])), 4) for i in range(0, len(losses), 100)]}
+    args.out.with_suffix(".json").write_text(json.dumps(info, indent=1) + "\n")
+    print(f"saved {args.out} (sha256 {sha[:16]}...)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+import pytest
+import torch
+from torch import nn
+
+from lib import hooks
+from lib.errors import LayerNotFoundError
+
+from conftest import small_cnn
+
+
+class Boom(RuntimeError):
+    pass
+
+
+def test_capture_records_the_layer_output():
+    m = small_cnn().eval()
+    x = torch.rand(2, 3, 8, 8)
+    with hooks.capture(m, ["1", "3"]) as rec:
+        m(x)
+    expected = torch.relu(m[0](x))
+    assert torch.allclose(rec["1"], expected)
+    assert rec["3"].shape == (2, 5, 8, 8)
+    assert hooks.count_hooks(m) == 0
+
+
+def test_gradient_capture_works_with_inplace_relu(vgg11):
+    # module backward hooks break on in-place ReLU (pytorch#61519); tensor hooks do not
+    x = torch.rand(2, 3, 32, 32, requires_grad=True)
+    with hooks.capture(vgg11, "features.1", gradients=True) as rec:
+        vgg11(x)[:, 3].sum().backward()
+    a, g = rec.activations["features.1"], rec.gradients["features.1"]
+    assert g.shape == a.shape == (2, 64, 32, 32)
+    # check against autograd directly on the captured tensor
+    with hooks.capture(vgg11, "features.1") as rec2:
+        out = vgg11(x)[:, 3].sum()
+    (g2,) = torch.autograd.grad(out, rec2["features.1"])
+    assert torch.allclose(g, g2, atol=1e-6)
+    assert hooks.count_hooks(vgg11) == 0
+
+
+def test_capture_removes_hooks_after_an_exception():
+    m = small_cnn()
+    with pytest.raises(Boom):
+        with hooks.capture(m, ["0", "3"], gradients=True):
+            m(torch.rand(1, 3, 8, 8))
+            raise Boom
+    assert hooks.count_hooks(m) == 0
+
+
+def test_unknown_layer_lists_close_matches(vgg11):
+    with pytest.raises(LayerNotFoundError, match=r"no layer 'featurs\.1'.*'features\.1'"):
+        with hooks.capture(vgg11, "featurs.1"):
+            pass
+    with pytest.raises(LayerNotFoundError, match="list_layers"):
+        hooks.resolve_layer(vgg11, "layer4")
+    assert hooks.count_hooks(vgg11) == 0
+
+
+def test_resolve_layer_by_module_object(vgg11):
+    assert hooks.resolve_layer(vgg11, vgg11.features[3]) == ("features.3", vgg11.features[3])
+    with pytest.raises(LayerNotFoundError, match="not part of"):
+        hooks.resolve_layer(vgg11, nn.ReLU())
+    with pytest.raises(TypeError):
+        hooks.resolve_layer(vgg11, 3)
+
+
+def test_patch_swaps_and_restores_even_after_an_exception(vgg11):
+    original = vgg11.features[1]
+    with hooks.patch(vgg11, {"features.1": nn.Identity()}):
+        assert isinstance(vgg11.features[1], nn.Identity)
+    assert vgg11.features[1] is original
+    with pytest.raises(Boom):
+        with hooks.patch(vgg11, {"features.1": nn.Identity(), "classifier.0": nn.Identity()}):
+            raise Boom
+    assert vgg11.features[1] is original and isinstance(vgg11.classifier[0], nn.Linear)
+
+
+def test_patch_restores_the_ones_done_when_a_later_name_is_wrong(vgg11):
+    original = vgg11.features[1]
+    with pytest.raises(LayerNotFoundError):
+        with hooks.patch(vgg11, {"features.1": nn.Identity(), "nope": nn.Identity()}):
+            pass
+    assert vgg11.features[1] is original
+
+
+def test_frozen_restores_modes_and_flags_even_after_an_exception():
+    m = small_cnn().train()
+    m[2].weight.requires_grad_(False)  # a mixed state to restore exactly
+    m[0].eval()
+    before = ({n: mm.training for n, mm in m.named_modules()},
+              {n: p.requires_grad for n, p in m.named_parameters()})
+    with pytest.raises(Boom):
+        with hooks.frozen(m):
+            assert not m.training and not any(p.requires_grad for p in m.parameters())
+            raise Boom
+    after = ({n: mm.training for n, mm in m.named_modules()},
+             {n: p.requires_grad for n, p in m.named_parameters()})
+    assert before == after

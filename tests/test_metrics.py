@@ -1,0 +1,37 @@
+import pytest
+import torch
+
+from lib import metrics
+
+
+def _maps_with_peak(points, size=16):
+    maps = torch.zeros(len(points), size, size)
+    for i, (x, y) in enumerate(points):
+        maps[i, y, x] = 1.0
+    return maps
+
+
+def test_map_peaks():
+    assert metrics.map_peaks(_maps_with_peak([(3, 5), (15, 0)])).tolist() == [[3, 5], [15, 0]]
+
+
+def test_pointing_game_hits_misses_and_tolerance():
+    boxes = torch.tensor([[2, 2, 6, 6]] * 4)          # pixels 2..5 inclusive
+    maps = _maps_with_peak([(2, 2), (5, 5), (6, 5), (8, 9)])
+    assert metrics.pointing_game(maps, boxes).tolist() == [True, True, False, False]
+    # (6, 5) is 1 px right of the box, (8, 9) is (3, 4) px away: distance 5
+    assert metrics.pointing_game(maps, boxes, tolerance=1).tolist() == [True, True, True, False]
+    assert metrics.pointing_game(maps, boxes, tolerance=5).tolist() == [True, True, True, True]
+    assert metrics.pointing_game(maps, boxes, tolerance=4.9).tolist() == [True, True, True, False]
+    with pytest.raises(ValueError):
+        metrics.pointing_game(maps[0], boxes)
+
+
+def test_baseline_maps():
+    c = metrics.centre_map(2, 9)
+    assert c.shape == (2, 9, 9) and metrics.map_peaks(c).tolist() == [[4, 4], [4, 4]]
+    img = torch.zeros(1, 3, 32, 32)
+    img[:, :, 20:26, 4:10] = 1.0
+    assert metrics.pointing_game(metrics.brightness_map(img), torch.tensor([[4, 20, 10, 26]])).item()
+    con = metrics.contrast_map(img)
+    assert con.shape == (1, 32, 32) and con[0, 0, 31] < con[0, 20, 7]
