@@ -13,17 +13,31 @@ def map_peaks(maps: torch.Tensor) -> torch.Tensor:
     return torch.stack([idx % w, idx // w], dim=1)
 
 
-def pointing_game(maps: torch.Tensor, boxes: torch.Tensor, tolerance: float = 0.0) -> torch.Tensor:
-    """Zhang et al. (2016)'s pointing game: a hit when the map's maximum lies in the ground-truth box,
-    or within ``tolerance`` pixels (Euclidean) of it. Returns an N bool tensor of hits.
+def pointing_game(maps: torch.Tensor, truth: torch.Tensor, tolerance: float = 0.0) -> torch.Tensor:
+    """Zhang et al. (2016)'s pointing game: a hit when the map's maximum lies on the object, or
+    within ``tolerance`` pixels (Euclidean) of it. Returns an N bool tensor of hits.
 
-    ``boxes`` are (x0, y0, x1, y1) with x1/y1 exclusive, in the maps' pixel coordinates. The paper
-    uses 15 px on 224 px images; on 64 px canvases the same fraction is about 4 px.
+    ``truth`` is either boxes, N x 4 as (x0, y0, x1, y1) with x1/y1 exclusive, or masks, N x H x W
+    bool (stricter: the peak must be on the object's pixels, not just in its box). The paper uses
+    15 px on 224 px images; on 64 px canvases the same fraction is about 4 px.
     """
-    if maps.dim() != 3 or boxes.shape != (maps.shape[0], 4):
-        raise ValueError(f"expected maps N x H x W and boxes N x 4, got {tuple(maps.shape)} and {tuple(boxes.shape)}")
-    p = map_peaks(maps).to(boxes.device).float()
-    b = boxes.float()
+    if maps.dim() != 3 or truth.shape[0] != maps.shape[0]:
+        raise ValueError(f"expected maps N x H x W and boxes N x 4 or masks N x H x W, got "
+                         f"{tuple(maps.shape)} and {tuple(truth.shape)}")
+    p = map_peaks(maps).to(truth.device).float()
+    if truth.dim() == 3:
+        if truth.shape[1:] != maps.shape[1:]:
+            raise ValueError(f"masks {tuple(truth.shape[1:])} and maps {tuple(maps.shape[1:])} differ in size")
+        hits = torch.zeros(len(maps), dtype=torch.bool)
+        for i, mask in enumerate(truth.bool()):
+            ys, xs = torch.nonzero(mask, as_tuple=True)
+            if len(xs):
+                d = ((xs.float() - p[i, 0]) ** 2 + (ys.float() - p[i, 1]) ** 2).min().sqrt()
+                hits[i] = d <= tolerance
+        return hits
+    if truth.shape[1:] != (4,):
+        raise ValueError(f"boxes must be N x 4, got {tuple(truth.shape)}")
+    b = truth.float()
     dx = torch.clamp(torch.maximum(b[:, 0] - p[:, 0], p[:, 0] - (b[:, 2] - 1)), min=0)
     dy = torch.clamp(torch.maximum(b[:, 1] - p[:, 1], p[:, 1] - (b[:, 3] - 1)), min=0)
     return (dx ** 2 + dy ** 2).sqrt() <= tolerance

@@ -1,4 +1,10 @@
-"""Matplotlib figures shared by the chapters. Plots never compute: they take tensors and draw."""
+"""Matplotlib figures shared by the chapters. Plots never compute: they take tensors and draw.
+
+Every function shows its figure (``plt.show()``) and returns None, or, with ``show=False``, returns
+the figure without showing it. Showing explicitly and returning nothing matters under nbval: there
+the end-of-cell figure flush and a returned figure's repr would display the figure twice, and
+the stored outputs would never match.
+"""
 from __future__ import annotations
 
 import math
@@ -11,6 +17,14 @@ from matplotlib.patches import Rectangle
 from . import images as I
 
 __all__ = ["show_images", "show_grid", "show_maps", "show_map_rows", "draw_box"]
+
+
+def _finish(fig, show: bool):
+    fig.tight_layout()
+    if show:
+        plt.show()
+        return None
+    return fig
 
 
 def _axes(n: int, ncols: int, size: float):
@@ -29,7 +43,7 @@ def draw_box(ax, box: Sequence[float], color: str = "lime", lw: float = 1.5) -> 
 
 
 def show_images(images: torch.Tensor, titles: Sequence[str] | None = None, ncols: int = 8,
-                size: float = 1.6, boxes: torch.Tensor | None = None, suptitle: str | None = None):
+                size: float = 1.6, boxes: torch.Tensor | None = None, suptitle: str | None = None, show: bool = True):
     """Display-space images (N x 3 x H x W in [0, 1]) side by side, with optional titles and boxes."""
     fig, axes = _axes(len(images), ncols, size)
     for i, img in enumerate(images):
@@ -40,12 +54,11 @@ def show_images(images: torch.Tensor, titles: Sequence[str] | None = None, ncols
             draw_box(axes[i], boxes[i])
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, show)
 
 
 def show_grid(images: torch.Tensor, nrow: int = 8, title: str | None = None, size: float = 6,
-              normalize_each: bool = False, cmap: str | None = None):
+              normalize_each: bool = False, cmap: str | None = None, show: bool = True):
     """One tiled grid of a batch (e.g. filters or activation maps); 1-channel batches use ``cmap``."""
     g = I.grid(images, nrow=nrow, normalize_each=normalize_each)
     fig, ax = plt.subplots(figsize=(size, size * g.shape[1] / g.shape[2]))
@@ -56,12 +69,12 @@ def show_grid(images: torch.Tensor, nrow: int = 8, title: str | None = None, siz
     ax.axis("off")
     if title:
         ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, show)
 
 
 def show_maps(image: torch.Tensor, maps: torch.Tensor, titles: Sequence[str] | None = None,
-              ncols: int = 8, size: float = 1.6, cmap: str = "viridis", suptitle: str | None = None):
+              ncols: int = 8, size: float = 1.6, cmap: str = "viridis", suptitle: str | None = None,
+              show: bool = True):
     """One image followed by several maps (M x h x w), each drawn with its own colour range."""
     fig, axes = _axes(len(maps) + 1, ncols, size)
     axes[0].imshow(I.to_numpy(image))
@@ -72,12 +85,11 @@ def show_maps(image: torch.Tensor, maps: torch.Tensor, titles: Sequence[str] | N
             axes[i + 1].set_title(titles[i], fontsize=8)
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, show)
 
 
 def show_map_rows(rows: dict[str, torch.Tensor], size: float = 1.3, cmap: str = "viridis",
-                  suptitle: str | None = None):
+                  suptitle: str | None = None, show: bool = True):
     """One row of maps per entry of ``rows`` ({label: K x h x w}), each map with its own colour range.
 
     Useful to follow one image through the depth of a network: a row per layer, a column per channel.
@@ -98,5 +110,4 @@ def show_map_rows(rows: dict[str, torch.Tensor], size: float = 1.3, cmap: str = 
         axes[r, 0].set_ylabel(label, fontsize=8)
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, show)

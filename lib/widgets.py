@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import matplotlib.pyplot as plt
 import torch
 
 from . import plot
@@ -37,7 +36,6 @@ def activation_explorer(bundle, x: torch.Tensor, layers: Sequence[str], size: fl
         a = acts[layer][0, channel]
         plot.show_maps(x[0], a[None], titles=[f"{layer}, channel {channel} ({a.shape[0]}x{a.shape[1]})"],
                        ncols=2, size=size, suptitle=bundle.name)
-        plt.show()
 
     out = W.interactive_output(draw, {"layer": layer, "channel": channel})
     return W.VBox([W.HBox([layer, channel]), out])

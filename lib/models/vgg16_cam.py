@@ -141,7 +141,11 @@ def main(argv=None) -> None:
     info = {"canvases": args.canvases, "size": SIZE, "head_epochs": args.head_epochs,
             "joint_epochs": args.joint_epochs, "batch_size": args.batch_size, "lr": args.lr,
             "seed": args.seed, "minutes": round(minutes, 1), "torch": torch.__version__}
+    from . import load
+    from .train import evaluate
+    info.update(evaluate(load("vgg16-cam", device="cpu", weights_path=args.out), data.load_canvases("test")))
     args.out.with_suffix(".json").write_text(json.dumps(info, indent=1) + "\n")
+    print(json.dumps(info, indent=1))
     print(f"saved {args.out} ({args.out.stat().st_size / 2**20:.1f} MiB) after {minutes:.1f} min")
 
 
