@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 READY := $(VENV)/.ready
-NBVAL := --nbval --nbval-current-env --nbval-sanitize-with .nbval-sanitize.cfg
+NBVAL := --nbval --nbval-current-env --nbval-sanitize-with .nbval-sanitize.cfg --nbval-cell-timeout=300
 
 .PHONY: setup book test unit notebooks lab timings clean
 

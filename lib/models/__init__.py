@@ -105,7 +105,7 @@ def verify_sha256(path: Path, expected: str | None = None) -> str:
     if digest != expected:
         raise WeightsChecksumError(
             f"{path} has sha256 {digest[:16]}..., expected {expected[:16]}...: the file is corrupt or was "
-            f"changed. Restore it with `git checkout -- {path.name}` or retrain with `python -m lib.models.train`.")
+            f"changed. Restore it with `git checkout -- {path}` or retrain it (its model card in data/models/ says how).")
     return digest
 
 
@@ -113,7 +113,7 @@ def _load_gapnet(device, weights_path: Path | None = None, **_) -> Bundle:
     path = Path(weights_path) if weights_path else MODELS_DIR / "gapnet.pt"
     if not path.exists():
         raise ModelNotAvailableError(f"{path} is missing. It is committed with the course; "
-                                     f"`python -m lib.models.train` retrains it (about an hour of CPU).")
+                                     f"`python -m lib.models.train` retrains it (about 105 minutes of CPU).")
     verify_sha256(path)
     model = GapNet()
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
