@@ -34,3 +34,14 @@ def test_cam_errors(gapnet):
     vgg = models.load("vgg11", weights=None, device="cpu")
     with pytest.raises(NotGapModelError, match="Grad-CAM"):
         cam(vgg, torch.rand(1, 3, 64, 64))
+
+
+def test_cam_on_a_torchvision_gap_network():
+    """ResNet's head is avgpool -> fc, so CAM applies there too (random weights, labelled so)."""
+    b = models.load("resnet18", weights=None, device="cpu")
+    x = torch.rand(2, 3, 64, 64)
+    m = cam(b, x, target=[5, 7], upsample=False)
+    with torch.no_grad():
+        logits = b(x)
+    assert m.shape == (2, 2, 2)
+    assert torch.allclose(m.mean((1, 2)) + b.model.fc.bias[[5, 7]], logits[[0, 1], [5, 7]], atol=1e-4)

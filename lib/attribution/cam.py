@@ -15,8 +15,8 @@ class NotGapModelError(CourseError, TypeError):
     """CAM needs global average pooling followed by one linear layer."""
 
 
-def gap_head(model: nn.Module) -> tuple[str, nn.Linear]:
-    """The (name of the GAP-ed feature layer's consumer, linear layer) of a GAP -> linear head.
+def gap_head(model: nn.Module) -> nn.Linear:
+    """The linear layer of a model whose head is global average pooling -> linear.
 
     Recognised: a model with ``pool`` (AdaptiveAvgPool2d(1)) and ``fc`` (Linear) attributes, as
     ``GapNet`` and torchvision's ResNets/GoogLeNet have.
@@ -28,7 +28,7 @@ def gap_head(model: nn.Module) -> tuple[str, nn.Linear]:
             f"CAM needs a head of global average pooling followed by one linear layer; "
             f"{type(model).__name__} has none. Use Grad-CAM, which generalises CAM to any architecture, "
             f"or retrofit a GAP head (chapter 7).")
-    return ("pool" if getattr(model, "pool", None) is pool else "avgpool"), fc
+    return fc
 
 
 def cam(bundle, x: torch.Tensor, target=None, layer: str | None = None, upsample: bool = True) -> torch.Tensor:
@@ -41,7 +41,7 @@ def cam(bundle, x: torch.Tensor, target=None, layer: str | None = None, upsample
     """
     bundle.require_classes("CAM")
     model = bundle.model
-    _, fc = gap_head(model)
+    fc = gap_head(model)
     layer = layer or bundle.layer("cam")
     with torch.no_grad():
         with frozen(model), capture(model, layer, detach=True) as rec:
