@@ -1,6 +1,7 @@
 import torch
 
 from lib import data, hooks, models
+from lib.images import resize
 
 
 def test_vgg16_cam_bundle_score_identity_and_accuracy(canvases):
@@ -12,7 +13,7 @@ def test_vgg16_cam_bundle_score_identity_and_accuracy(canvases):
 
     b = models.load("vgg16-cam", device="cpu")
     assert b.classes == data.CLASSES and b.input_size == 112 and not b.model.training
-    x = torch.nn.functional.interpolate(canvases.images[:3], size=112, mode="bilinear", align_corners=False)
+    x = resize(canvases.images[:3], (112, 112))
     with torch.no_grad(), hooks.capture(b.model, b.layer("cam")) as rec:
         logits = b(x)
     f = rec[b.layer("cam")]

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from .. import data
 from ..device import seed as seed_all
+from ..images import resize
 from .hed import VGG16Features, load_hed_state
 
 SIZE = 112
@@ -65,16 +66,12 @@ def build(trained: Path | None = WEIGHTS) -> VGG16CAM:
     return model.eval()
 
 
-def upscale(x: torch.Tensor, size: int = SIZE) -> torch.Tensor:
-    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-
-
 @torch.no_grad()
 def _cache(model: VGG16CAM, images: torch.Tensor, stop: int, batch: int = 64, desc: str = "caching") -> torch.Tensor:
     from .hed import caffe_preprocess
     out = []
     for i in tqdm(range(0, len(images), batch), desc=desc, mininterval=10):
-        out.append(model.features[:stop](caffe_preprocess(upscale(images[i:i + batch]))))
+        out.append(model.features[:stop](caffe_preprocess(resize(images[i:i + batch], (SIZE, SIZE)))))
     return torch.cat(out)
 
 
