@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from .. import data
@@ -29,6 +30,8 @@ from .gapnet import GapNet
 
 TEST_SEED = 20240601
 N_TEST = 2000
+RUNS = ("2800:2e-3", "2000:5e-4")   # steps:peak learning rate of each one-cycle run (the committed weights)
+EMA_DECAY = 0.0   # off for the committed weights; e.g. 0.999 averages the last run
 
 
 def make_test_canvases(path: Path = data.DATA_DIR / "canvases" / "test.npz.xz", n: int = N_TEST) -> str:
@@ -40,10 +43,11 @@ def make_test_canvases(path: Path = data.DATA_DIR / "canvases" / "test.npz.xz", 
 
 
 def train_steps(model: torch.nn.Module, batches, steps: int, lr: float = 2e-3,
-                weight_decay: float = 5e-4, progress: bool = True) -> list[float]:
+                weight_decay: float = 5e-4, progress: bool = True, ema=None) -> list[float]:
     """Train ``model`` for ``steps`` steps on an iterator of (images, labels) display-space batches.
 
-    AdamW with a one-cycle learning-rate schedule; returns the loss of every step.
+    AdamW with a one-cycle learning-rate schedule; returns the loss of every step. ``ema``, a
+    ``torch.optim.swa_utils.AveragedModel`` of ``model``, is updated after every step.
     """
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
@@ -58,6 +62,8 @@ def train_steps(model: torch.nn.Module, batches, steps: int, lr: float = 2e-3,
         loss.backward()
         opt.step()
         sched.step()
+        if ema is not None:
+            ema.update_parameters(model)
         losses.append(loss.item())
         if step % 50 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
@@ -132,12 +138,16 @@ def canvas_figure(path: Path = data.DATA_DIR / "models" / "canvases.png", n: int
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=2800, help="steps of the first one-cycle run")
+    p.add_argument("--runs", nargs="+", default=list(RUNS), metavar="STEPS:LR",
+                   help="one-cycle runs, each from the previous run's weights on fresh canvases "
+                        "(canvas seed = seed + run index); default: %(default)s")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of the first run")
-    p.add_argument("--steps2", type=int, default=2000, help="steps of the second run, from the first's weights")
-    p.add_argument("--lr2", type=float, default=5e-4, help="peak learning rate of the second run")
-    p.add_argument("--init", type=Path, default=None, help="skip the first run: start the second from these weights")
+    p.add_argument("--ema", type=float, default=EMA_DECAY,
+                   help="decay of the exponential moving average of the weights (and BatchNorm statistics) "
+                        "kept over the last run; the average is what is saved (0: no average)")
+    p.add_argument("--init", type=Path, default=None,
+                   help="start from these weights, skipping the first --skip runs (which produced them)")
+    p.add_argument("--skip", type=int, default=0, help="with --init: how many runs the weights already had")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=data.DATA_DIR / "models" / "gapnet.pt")
     p.add_argument("--canvases-only", action="store_true", help="only regenerate data/canvases/test.npz.xz")
@@ -163,20 +173,32 @@ def main(argv=None) -> None:
     photos = data.background_photos("train")
     seed_all(args.seed)
     model = GapNet().to(memory_format=torch.channels_last)
-    t0 = time.time()
-    losses: list[float] = []
-    # two one-cycle runs: the second, at a lower peak rate on fresh canvases, goes on from the first
-    runs = [(args.seed, args.steps, args.lr), (args.seed + 1, args.steps2, args.lr2)]
+    runs = [(args.seed + i, int(n), float(lr)) for i, (n, lr) in enumerate(r.split(":") for r in args.runs)]
     if args.init is not None:
         model.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=True))
-        runs = runs[1:]
-    for seed, steps, lr in runs:
+    elif args.skip:
+        p.error("--skip needs --init")
+    t0 = time.time()
+    curves, ema, losses = {}, None, []
+    test = data.load_canvases("test")
+    for i, (seed, steps, lr) in enumerate(runs[args.skip:], start=args.skip):
         seed_all(seed)
+        if i == len(runs) - 1 and args.ema:
+            ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.ema), use_buffers=True)
         gen = data.CanvasGenerator(items, labels, photos, seed=seed)
-        losses += train_steps(model, canvas_batches(gen, args.batch_size), steps, lr=lr)
+        t = time.time()
+        run_losses = train_steps(model, canvas_batches(gen, args.batch_size), steps, lr=lr, ema=ema)
+        curves[f"run{i + 1}"] = {"steps": steps, "lr": lr, "seed": seed, "minutes": round((time.time() - t) / 60, 1),
+                                 "loss_curve": [round(float(np.mean(run_losses[j:j + 100])), 4)
+                                                for j in range(0, len(run_losses), 100)],
+                                 "test_accuracy": round(accuracy(model, test), 4)}
+        print(f"run {i + 1}: {steps} steps at peak lr {lr:g}, test accuracy {curves[f'run{i + 1}']['test_accuracy']}")
+        losses += run_losses
+    if ema is not None:
+        model = ema.module
+        model.eval()
     minutes = (time.time() - t0) / 60
     model = model.to(memory_format=torch.contiguous_format)
-    test = data.load_canvases("test")
     acc = accuracy(model, test)
     print(f"trained {len(losses)} steps of {args.batch_size} in {minutes:.1f} min; "
           f"final loss {np.mean(losses[-100:]):.3f}; test accuracy {acc:.4f}")
@@ -185,12 +207,13 @@ def main(argv=None) -> None:
     torch.save(model.state_dict(), args.out)
     sha = hashlib.sha256(args.out.read_bytes()).hexdigest()
     args.out.with_name(args.out.name + ".sha256").write_text(f"{sha}  {args.out.name}\n")
-    info = {"steps": args.steps, "lr": args.lr, "steps2": args.steps2, "lr2": args.lr2,
-            "batch_size": args.batch_size, "seed": args.seed, "init": str(args.init) if args.init else None,
-            "widths": list(model.widths), "minutes": round(minutes, 1), "test_accuracy": round(acc, 4),
-            "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "loss_curve": [round(float(np.mean(losses[i:i + 100])), 4) for i in range(0, len(losses), 100)]}
-    args.out.with_suffix(".json").write_text(json.dumps(info, indent=1) + "\n")
+    info_path = args.out.with_suffix(".json")
+    info = json.loads(info_path.read_text()) if args.init is not None and info_path.exists() else {}
+    info.update(curves)
+    info.update({"runs": args.runs, "batch_size": args.batch_size, "seed": args.seed, "ema": args.ema,
+                 "widths": list(model.widths), "test_accuracy": round(acc, 4),
+                 "torch": torch.__version__, "threads": torch.get_num_threads()})
+    info_path.write_text(json.dumps(info, indent=1) + "\n")
     print(f"saved {args.out} (sha256 {sha[:16]}...)")
 
 
