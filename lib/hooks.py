@@ -60,8 +60,9 @@ def capture(model: nn.Module, layers: str | nn.Module | Sequence[str | nn.Module
     """Record the outputs of ``layers`` on every forward pass inside the ``with`` block.
 
     ``gradients=True`` also records d(output)/d(layer output) when ``backward`` runs.
-    ``detach=True`` stores detached activations (saves memory when no gradient is needed);
-    keep it False to call ``torch.autograd.grad`` on the captured tensor.
+    ``detach=True`` stores detached copies (what the layer output, even if an in-place ReLU then
+    overwrites it); keep it False to call ``torch.autograd.grad`` on the captured tensor, and then
+    capture a layer that no in-place operation follows (e.g. the ReLU itself, not the conv before it).
     """
     if isinstance(layers, (str, nn.Module)):
         layers = [layers]
@@ -74,7 +75,8 @@ def capture(model: nn.Module, layers: str | nn.Module | Sequence[str | nn.Module
             def hook(_m, _inp, out, name=name):
                 if isinstance(out, (tuple, list)):
                     out = out[0]
-                rec.activations[name] = out.detach() if detach else out
+                # detached copies are cloned: a following ReLU(inplace=True) would overwrite the output
+                rec.activations[name] = out.detach().clone() if detach else out
                 if gradients and out.requires_grad:
                     out.register_hook(lambda g, name=name: rec.gradients.__setitem__(name, g.detach()))
 

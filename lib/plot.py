@@ -111,3 +111,467 @@ def show_map_rows(rows: dict[str, torch.Tensor], size: float = 1.3, cmap: str = 
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     return _finish(fig, show)
+
+
+# --------------------------------------------------------------------------- chapter 04: occlusion
+__all__ += ["show_overlays", "show_signed_maps", "show_occlusion", "show_occluder_positions"]
+
+
+def _signed(ax, m: torch.Tensor, cmap: str = "RdBu_r", vmax: float | None = None):
+    m = m.detach().cpu().float()
+    v = float(m.abs().max()) if vmax is None else float(vmax)
+    return ax.imshow(m.numpy(), cmap=cmap, vmin=-max(v, 1e-12), vmax=max(v, 1e-12), interpolation="nearest")
+
+
+def show_overlays(images: torch.Tensor, maps: torch.Tensor, boxes: torch.Tensor | None = None,
+                  peaks: torch.Tensor | None = None, titles: Sequence[str] | None = None, ncols: int = 8,
+                  size: float = 1.6, alpha: float = 0.5, colormap: str = "jet", suptitle: str | None = None,
+                  show: bool = True):
+    """Maps (N x h x w) blended over their images (``lib.images.overlay``, each map scaled to its own
+    min..max), with optional ground-truth ``boxes`` (N x 4) and ``peaks`` (N x 2, (x, y)) marked by a cross."""
+    over = I.overlay(images, maps, alpha=alpha, colormap=colormap)
+    fig, axes = _axes(len(over), ncols, size)
+    for i, img in enumerate(over):
+        axes[i].imshow(I.to_numpy(img), interpolation="nearest" if img.shape[-1] <= 64 else "antialiased")
+        if boxes is not None:
+            draw_box(axes[i], boxes[i])
+        if peaks is not None:
+            axes[i].plot([float(peaks[i][0])], [float(peaks[i][1])], marker="x", color="white", markersize=7, mew=2.5)
+            axes[i].plot([float(peaks[i][0])], [float(peaks[i][1])], marker="x", color="black", markersize=6, mew=1.2)
+        if titles is not None:
+            axes[i].set_title(titles[i], fontsize=8)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    return _finish(fig, show)
+
+
+def show_signed_maps(maps: torch.Tensor, titles: Sequence[str] | None = None, boxes: torch.Tensor | None = None,
+                     ncols: int = 8, size: float = 1.6, cmap: str = "RdBu_r", shared: bool = False,
+                     suptitle: str | None = None, show: bool = True):
+    """Maps with a sign (N x h x w), drawn with a diverging colormap centred on 0 (red > 0, blue < 0).
+
+    Each map has its own symmetric range (its largest |value|, written in its corner) unless
+    ``shared``, where all use the largest of the batch so they can be compared by colour.
+    """
+    fig, axes = _axes(len(maps), ncols, size)
+    top = float(maps.detach().abs().max()) if shared else None
+    for i, m in enumerate(maps):
+        _signed(axes[i], m, cmap, top)
+        v = float(m.detach().abs().max()) if top is None else top
+        axes[i].text(0.02, 0.02, f"±{v:.2g}", transform=axes[i].transAxes, fontsize=6, color="black",
+                     bbox=dict(facecolor="white", alpha=0.7, pad=1, lw=0))
+        if boxes is not None:
+            draw_box(axes[i], boxes[i], color="black", lw=1.0)
+        if titles is not None:
+            axes[i].set_title(titles[i], fontsize=8)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    return _finish(fig, show)
+
+
+def show_occlusion(image: torch.Tensor, occlusion_map: torch.Tensor, window: int, stride: int,
+                   occluded: torch.Tensor | None = None, box: Sequence[float] | None = None,
+                   title: str | None = None, size: float = 2.4, show: bool = True):
+    """One occlusion experiment in three panels: the image (or ``occluded``, a copy with the first
+    window filled) with the first two window positions, the map over the image, the signed map."""
+    fig, axes = plt.subplots(1, 3, figsize=(size * 3 + 0.6, size + 0.4), squeeze=False)
+    axes = list(axes.flat)
+    shown = image if occluded is None else occluded
+    axes[0].imshow(I.to_numpy(shown), interpolation="nearest" if shown.shape[-1] <= 64 else "antialiased")
+    axes[0].add_patch(Rectangle((-0.5, -0.5), window, window, fill=False, edgecolor="yellow", lw=1.5))
+    axes[0].add_patch(Rectangle((stride - 0.5, -0.5), window, window, fill=False, edgecolor="yellow", lw=1.0,
+                                ls="--"))
+    axes[0].set_title(f"window {window}, stride {stride}", fontsize=8)
+    axes[1].imshow(I.to_numpy(I.overlay(image[None] if image.dim() == 3 else image, occlusion_map[None])))
+    axes[1].set_title("map over the image", fontsize=8)
+    im = _signed(axes[2], occlusion_map)
+    axes[2].set_title("drop in p(class)", fontsize=8)
+    fig.colorbar(im, ax=axes[2], fraction=0.046, pad=0.04).ax.tick_params(labelsize=6)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if box is not None:
+            draw_box(ax, box, color="lime" if ax is not axes[2] else "black", lw=1.2)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _finish(fig, show)
+
+
+def show_occluder_positions(image: torch.Tensor, grid: torch.Tensor, target: int, class_names: Sequence[str],
+                            window: int, stride: int, box: Sequence[float] | None = None,
+                            title: str | None = None, size: float = 2.4, show: bool = True):
+    """Zeiler & Fergus's figure 7 (d, e) for one image: with the patch *centred* at each position,
+    the probability of class ``target`` and the most probable class.
+
+    ``grid``: R x C x K class probabilities, one per window position (``occlusion_probs``).
+    """
+    import matplotlib.colors as mcolors
+    from matplotlib.patches import Patch
+
+    h, w = image.shape[-2:]
+    r, c, k = grid.shape
+    half = window / 2 - 0.5
+    extent = (half - stride / 2, half + (c - 1) * stride + stride / 2,
+              half + (r - 1) * stride + stride / 2, half - stride / 2)
+    fig, axes = plt.subplots(1, 3, figsize=(size * 3 + 1.6, size + 0.4), squeeze=False)
+    axes = list(axes.flat)
+    axes[0].imshow(I.to_numpy(image), interpolation="nearest" if w <= 64 else "antialiased")
+    axes[0].set_title("input", fontsize=8)
+    im = axes[1].imshow(grid[..., target].numpy(), cmap="viridis", vmin=0, vmax=1, extent=extent,
+                        interpolation="nearest")
+    axes[1].set_title(f"p({class_names[target]}), patch centred here", fontsize=8)
+    fig.colorbar(im, ax=axes[1], fraction=0.046, pad=0.04).ax.tick_params(labelsize=6)
+    top = grid.argmax(-1)
+    colours = plt.get_cmap("tab10" if k <= 10 else "tab20")
+    cmap = mcolors.ListedColormap([colours(i % colours.N) for i in range(k)])
+    axes[2].imshow(top.numpy(), cmap=cmap, vmin=-0.5, vmax=k - 0.5, extent=extent, interpolation="nearest")
+    axes[2].set_title("most probable class", fontsize=8)
+    present = sorted(set(top.flatten().tolist()))
+    axes[2].legend(handles=[Patch(color=cmap(i), label=class_names[i]) for i in present], fontsize=6,
+                   loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0, frameon=False)
+    for ax in axes:
+        ax.set_xlim(-0.5, w - 0.5)
+        ax.set_ylim(h - 0.5, -0.5)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if box is not None:
+            draw_box(ax, box, color="lime" if ax is axes[0] else "white", lw=1.2)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _finish(fig, show)
+
+
+# --------------------------------------------------------------------------- chapter 07: CAM
+__all__ += ["show_overlay_rows", "show_cam"]
+
+
+def show_overlay_rows(images: torch.Tensor, rows: dict[str, torch.Tensor],
+                      titles: dict[str, Sequence[str]] | None = None, boxes: torch.Tensor | None = None,
+                      size: float = 1.5, alpha: float = 0.5, colormap: str = "jet", show_input: bool = True,
+                      suptitle: str | None = None, show: bool = True):
+    """A column per image: the image itself (if ``show_input``), then one row of overlays per entry of
+    ``rows`` ({row label: N x h x w maps}, each map scaled to its own min..max by ``lib.images.overlay``).
+
+    ``titles``: {row label (or "input"): N titles}; ``boxes``: N x 4 ground-truth boxes drawn on every row.
+    """
+    labels = (["input"] if show_input else []) + list(rows)
+    pictures = ([images] if show_input else []) + [I.overlay(images, m, alpha=alpha, colormap=colormap)
+                                                    for m in rows.values()]
+    n = len(images)
+    fig, axes = plt.subplots(len(labels), n, figsize=(size * n, size * len(labels) + 0.5), squeeze=False)
+    for r, (label, pics) in enumerate(zip(labels, pictures)):
+        for i in range(n):
+            ax = axes[r, i]
+            ax.imshow(I.to_numpy(pics[i]), interpolation="nearest" if pics.shape[-1] <= 64 else "antialiased")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if boxes is not None:
+                draw_box(ax, boxes[i])
+            if titles is not None and label in titles:
+                ax.set_title(titles[label][i], fontsize=7)
+        axes[r, 0].set_ylabel(label, fontsize=8)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    return _finish(fig, show)
+
+
+def show_cam(image: torch.Tensor, cam_map: torch.Tensor, box: Sequence[float] | None = None,
+             title: str | None = None, note: str | None = None, size: float = 2.4, show: bool = True):
+    """One class activation map in three panels: the image, the raw map at the layer's resolution
+    (diverging colours centred on 0: CAM has a sign), and the map upsampled over the image.
+
+    ``cam_map``: h x w (not upsampled); ``note``: a line of text under the panels (e.g. the score identity).
+    """
+    fig, axes = plt.subplots(1, 3, figsize=(size * 3 + 0.6, size + (0.7 if note else 0.4)), squeeze=False)
+    axes = list(axes.flat)
+    img = image[None] if image.dim() == 3 else image
+    small = img.shape[-1] <= 64
+    axes[0].imshow(I.to_numpy(img), interpolation="nearest" if small else "antialiased")
+    axes[0].set_title("input", fontsize=8)
+    im = _signed(axes[1], cam_map)
+    h, w = cam_map.shape[-2:]
+    axes[1].set_title(f"$M_c$ at the layer ({h}x{w})", fontsize=8)
+    fig.colorbar(im, ax=axes[1], fraction=0.046, pad=0.04).ax.tick_params(labelsize=6)
+    axes[2].imshow(I.to_numpy(I.overlay(img, cam_map[None])), interpolation="nearest" if small else "antialiased")
+    axes[2].set_title("upsampled, over the image", fontsize=8)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if box is not None:
+        draw_box(axes[0], box)
+        draw_box(axes[2], box)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    if note:
+        fig.text(0.5, 0.01, note, ha="center", va="bottom", fontsize=8)
+    fig.tight_layout(rect=(0, 0.06 if note else 0, 1, 1))
+    if show:
+        plt.show()
+        return None
+    return fig
+
+
+# --------------------------------------------------------------------------- chapter 03: max-activating patches
+def show_patches(rows, labels: Sequence[str] | None = None, title: str | None = None, size: float = 0.75,
+                 show: bool = True):
+    """Rows of image patches, e.g. one row per channel with its k maximally activating patches.
+
+    ``rows``: R x k x 3 x h x w (or a list of k x 3 x h x w tensors of one size), display space;
+    ``labels``: one text per row, written to its left.
+    """
+    k = max(len(r) for r in rows)
+    h, w = rows[0].shape[-2:]
+    fig, axes = plt.subplots(len(rows), 1, figsize=(size * k + 1.0, size * len(rows) * h / w + 0.45),
+                             squeeze=False)
+    for r, ax in enumerate(axes[:, 0]):
+        g = I.grid(rows[r], nrow=k, padding=1)
+        ax.imshow(g.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+        if labels is not None:
+            ax.set_ylabel(labels[r], fontsize=7, rotation=0, ha="right", va="center")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _finish(fig, show)
+
+
+def show_top_units(patches: torch.Tensor, images: torch.Tensor, boxes: torch.Tensor,
+                   titles: Sequence[str] | None = None, suptitle: str | None = None, size: float = 1.2,
+                   image_titles: Sequence[str] | None = None, show: bool = True):
+    """k patches (k x 3 x h x w) above the k images they were cut from, each with its box (k x 4).
+
+    ``titles`` go over the patches, ``image_titles`` over the images."""
+    k = len(patches)
+    fig, axes = plt.subplots(2, k, figsize=(size * k, size * 2 + 0.5), squeeze=False)
+    for i in range(k):
+        axes[0, i].imshow(I.to_numpy(patches[i]), interpolation="nearest")
+        axes[1, i].imshow(I.to_numpy(images[i]), interpolation="nearest" if images.shape[-1] <= 64 else "antialiased")
+        draw_box(axes[1, i], boxes[i], color="lime", lw=1.2)
+        if titles is not None:
+            axes[0, i].set_title(titles[i], fontsize=7)
+        if image_titles is not None:
+            axes[1, i].set_title(image_titles[i], fontsize=7)
+        for ax in axes[:, i]:
+            ax.axis("off")
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=9)
+    return _finish(fig, show)
+
+
+def show_maps_with_boxes(maps: Sequence[torch.Tensor], boxes: Sequence[Sequence[float]],
+                         titles: Sequence[str] | None = None, suptitle: str | None = None, size: float = 2.0,
+                         cmap: str = "magma", show: bool = True):
+    """Maps (each h x w, its own colour range) with one (x0, y0, x1, y1) box drawn on each."""
+    fig, axes = _axes(len(maps), len(maps), size)
+    for i, (m, box) in enumerate(zip(maps, boxes)):
+        axes[i].imshow(m.detach().cpu().numpy(), cmap=cmap, interpolation="nearest")
+        draw_box(axes[i], box, color="cyan", lw=1.2)
+        h, w = m.shape[-2:]
+        axes[i].set_xlim(min(-0.5, box[0] - 1), max(w - 0.5, box[2]))
+        axes[i].set_ylim(max(h - 0.5, box[3]), min(-0.5, box[1] - 1))
+        if titles is not None:
+            axes[i].set_title(titles[i], fontsize=8)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    return _finish(fig, show)
+
+
+__all__ += ["show_patches", "show_top_units", "show_maps_with_boxes"]
+
+
+# --------------------------------------------------------------------------- chapter 02: feature space
+__all__ += ["show_neighbours", "show_embeddings"]
+
+
+def _class_colours(n: int):
+    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def show_neighbours(images: torch.Tensor, labels: torch.Tensor, queries: Sequence[int],
+                    neighbours: dict[str, torch.Tensor], class_names: Sequence[str], size: float = 1.05,
+                    suptitle: str | None = None, show: bool = True):
+    """One row per query: the query image, then its neighbours in each space, a block per space.
+
+    ``images`` (N x 3 x H x W) and ``labels`` (N) are the whole set; ``queries``: Q indices into it;
+    ``neighbours``: {space name: Q x k indices into the set}, e.g. ``nearest_neighbours(...)[0]``.
+    Titles are class names, green where the neighbour has the query's label, red where not.
+    """
+    queries = [int(q) for q in queries]
+    names = list(neighbours)
+    ks = [neighbours[n].shape[1] for n in names]
+    nq = len(queries)
+    fig = plt.figure(figsize=(size * (1 + sum(ks)) + 0.25 * len(names), size * 1.22 * nq + 0.45),
+                     layout="constrained")
+    subfigs = fig.subfigures(1, 1 + len(names), width_ratios=[1] + ks, wspace=0.02)
+    interp = "nearest" if images.shape[-1] <= 64 else "antialiased"
+    blocks = [("query", [[q] for q in queries])] + [(n, neighbours[n].tolist()) for n in names]
+    for sf, (name, rows) in zip(subfigs, blocks):
+        ncols = len(rows[0])
+        axes = sf.subplots(nq, ncols, squeeze=False)
+        sf.suptitle(name, fontsize=9)
+        for r, q in enumerate(queries):
+            for c, j in enumerate(rows[r]):
+                ax = axes[r, c]
+                ax.imshow(I.to_numpy(images[j]), interpolation=interp)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                same = int(labels[j]) == int(labels[q])
+                colour = "black" if name == "query" else ("green" if same else "red")
+                ax.set_title(class_names[int(labels[j])], fontsize=7, color=colour)
+                if name != "query":
+                    for spine in ax.spines.values():
+                        spine.set_edgecolor(colour)
+                        spine.set_linewidth(1.5)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    if show:
+        plt.show()
+        return None
+    return fig
+
+
+def show_embeddings(maps: dict[str, torch.Tensor], labels: torch.Tensor, class_names: Sequence[str],
+                    images: torch.Tensor | None = None, thumbs: int = 300, zoom: float = 0.28,
+                    size: float = 4.6, point_size: float = 6, suptitle: str | None = None, show: bool = True):
+    """2-D maps of the same N points side by side ({panel title: N x 2 coordinates}), coloured by class,
+    with one legend of class names.
+
+    With ``images`` (N x 3 x H x W), the first ``thumbs`` points are drawn as small thumbnails
+    (``zoom`` times their pixel size) framed in their class colour, over faint dots for all points.
+    Axes carry no ticks: only relative positions mean something in such maps.
+    """
+    from matplotlib.lines import Line2D
+    from matplotlib.offsetbox import AnnotationBbox, OffsetImage
+
+    colours = _class_colours(len(class_names))
+    labels = torch.as_tensor(labels).reshape(-1)
+    point_colours = [colours[int(y)] for y in labels]
+    n = len(maps)
+    fig, axes = plt.subplots(1, n, figsize=(size * n + 1.3, size + 0.4), squeeze=False)
+    for ax, (title, z) in zip(axes[0], maps.items()):
+        z = z.detach().cpu().float()
+        if images is None:
+            ax.scatter(z[:, 0].numpy(), z[:, 1].numpy(), c=point_colours, s=point_size, linewidths=0)
+        else:
+            ax.scatter(z[:, 0].numpy(), z[:, 1].numpy(), c=point_colours, s=point_size, linewidths=0, alpha=0.25)
+            for i in range(min(thumbs, len(z))):
+                box = AnnotationBbox(OffsetImage(I.to_numpy(images[i]), zoom=zoom, interpolation="antialiased"),
+                                     (float(z[i, 0]), float(z[i, 1])), frameon=True, pad=0.08,
+                                     bboxprops=dict(edgecolor=point_colours[i], linewidth=1.2))
+                ax.add_artist(box)
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    present = sorted(set(labels.tolist()))
+    handles = [Line2D([], [], marker="o", ls="", color=colours[c], label=class_names[c]) for c in present]
+    axes[0, -1].legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7, frameon=False)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    return _finish(fig, show)
+
+
+# --------------------------------------------------------------------------- chapters 06 and 08: guided backprop, Grad-CAM
+__all__ += ["show_image_rows"]
+
+
+def show_image_rows(rows: dict[str, torch.Tensor], titles: dict[str, Sequence[str]] | None = None,
+                    boxes: torch.Tensor | None = None, size: float = 1.5, cmap: str = "viridis",
+                    suptitle: str | None = None, show: bool = True):
+    """A column per image, a row per entry of ``rows`` ({row label: N x 3 x H x W images or N x h x w maps}).
+
+    Images (display space, e.g. ``attribution.gradient_image`` or ``images.overlay`` output) are drawn
+    as they are; maps with ``cmap``, each with its own colour range, at their own resolution.
+    ``titles``: {row label: N titles}; ``boxes``: N x 4 boxes (input pixels) drawn on every image row.
+    """
+    n = max(len(v) for v in rows.values())
+    fig, axes = plt.subplots(len(rows), n, figsize=(size * n, size * len(rows) + 0.5), squeeze=False)
+    for r, (label, pics) in enumerate(rows.items()):
+        pics = pics.detach().cpu().float()
+        for i in range(n):
+            ax = axes[r, i]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i >= len(pics):
+                ax.axis("off")
+                continue
+            if pics.dim() == 4:
+                ax.imshow(I.to_numpy(pics[i]), interpolation="nearest" if pics.shape[-1] <= 64 else "antialiased")
+                if boxes is not None:
+                    draw_box(ax, boxes[i])
+            else:
+                ax.imshow(pics[i].numpy(), cmap=cmap, interpolation="nearest")
+            if titles is not None and label in titles:
+                ax.set_title(titles[label][i], fontsize=7)
+        axes[r, 0].set_ylabel(label, fontsize=8)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    return _finish(fig, show)
+
+
+# --------------------------------------------------------------------------- chapter 05: saliency, GrabCut
+__all__ += ["show_localisation"]
+
+
+def show_localisation(images: torch.Tensor, rows: dict[str, torch.Tensor], truth: torch.Tensor | None = None,
+                      found: torch.Tensor | None = None, titles: dict[str, Sequence[str]] | None = None,
+                      size: float = 1.5, cmap: str = "gray", suptitle: str | None = None, show: bool = True):
+    """A column per image: the image with its ground-truth box (``truth``, lime) and a box found by a
+    method (``found``, red), then a row per entry of ``rows`` ({label: N x h x w maps or masks}), each
+    map in its own colour range, with the found box drawn on it too.
+
+    ``titles``: {"input" or a row label: N titles}.
+    """
+    labels = ["input"] + list(rows)
+    n = len(images)
+    fig, axes = plt.subplots(len(labels), n, figsize=(size * n, size * len(labels) + 0.5), squeeze=False)
+    for r, label in enumerate(labels):
+        for i in range(n):
+            ax = axes[r, i]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.imshow(I.to_numpy(images[i]), interpolation="nearest" if images.shape[-1] <= 64 else "antialiased")
+                if truth is not None:
+                    draw_box(ax, truth[i], color="lime")
+            else:
+                ax.imshow(rows[label][i].detach().cpu().float().numpy(), cmap=cmap, interpolation="nearest")
+            if found is not None:
+                draw_box(ax, found[i], color="red", lw=1.2)
+            if titles is not None and label in titles:
+                ax.set_title(titles[label][i], fontsize=7)
+        axes[r, 0].set_ylabel(label, fontsize=8)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    return _finish(fig, show)
+
+
+# --------------------------------------------------------------------------- chapter 09: evaluation
+__all__ += ["show_curves"]
+
+
+def show_curves(panels: dict[str, dict[str, torch.Tensor]], x: torch.Tensor | Sequence | None = None,
+                xlabel: str = "", ylabel: str = "", xticks: Sequence[str] | None = None, size: float = 3.2,
+                ylim: tuple[float, float] | None = None, suptitle: str | None = None, show: bool = True):
+    """Line plots, one panel per entry of ``panels`` ({panel title: {line label: 1-D values}}),
+    sharing ``x`` (default 0..K-1, or the labels ``xticks``); a legend on the last panel."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(size * len(panels) + 1.6, size * 0.8), squeeze=False)
+    for ax, (title, lines) in zip(axes[0], panels.items()):
+        for label, y in lines.items():
+            y = torch.as_tensor(y).detach().cpu().float()
+            xs = torch.arange(len(y)) if x is None else torch.as_tensor(x)
+            ax.plot(xs.numpy(), y.numpy(), marker="o", markersize=2.5, label=label)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_ylabel(ylabel, fontsize=8)
+        if xticks is not None:
+            ax.set_xticks(range(len(xticks)), xticks, rotation=30, ha="right", fontsize=7)
+        if ylim is not None:
+            ax.set_ylim(*ylim)
+        ax.grid(alpha=0.3)
+    axes[0, -1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    return _finish(fig, show)

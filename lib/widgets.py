@@ -39,3 +39,317 @@ def activation_explorer(bundle, x: torch.Tensor, layers: Sequence[str], size: fl
 
     out = W.interactive_output(draw, {"layer": layer, "channel": channel})
     return W.VBox([W.HBox([layer, channel]), out])
+
+
+# --------------------------------------------------------------------------- chapter 04: occlusion
+__all__ += ["occlusion_explorer"]
+
+
+def occlusion_explorer(bundle, x: torch.Tensor, target: int | None = None, box=None,
+                       windows: Sequence[int] = (8, 12, 16, 24), strides: Sequence[int] = (2, 4, 8),
+                       fills: Sequence = ("gray", "mean", "blur", 0.0), window: int = 16, stride: int = 8,
+                       fill="gray", size: float = 2.4):
+    """Window, stride and fill menus for the occlusion map of one image ``x`` (1 x 3 x H x W).
+
+    Every setting costs ``occlusion_passes`` forward passes, too many to precompute all of them
+    on a CPU, so each map is computed the first time it is asked for and kept: going back to a
+    setting only redraws. Only the default setting is computed when the widget is made. Settings
+    with a stride larger than the window are refused with a note (they leave pixels unoccluded).
+    """
+    import time
+
+    import ipywidgets as W
+
+    from .attribution.occlusion import occlude, occlusion, occlusion_passes
+
+    x = x[:1]
+    if target is None:
+        with torch.no_grad():
+            target = int(bundle(x).argmax(1)[0])
+    name = bundle.classes[target] if bundle.classes else str(target)
+    cache: dict = {}
+
+    def compute(win, st, fl):
+        if (win, st, fl) not in cache:
+            t0 = time.perf_counter()
+            m = occlusion(bundle, x, target=target, window=win, stride=st, fill=fl)[0]
+            cache[win, st, fl] = (m, time.perf_counter() - t0)
+        return cache[win, st, fl]
+
+    w_win = W.Dropdown(options=list(windows), value=window, description="window")
+    w_st = W.Dropdown(options=list(strides), value=stride, description="stride")
+    labels = {"gray": "gray (0.5)", "mean": "image mean", "blur": "blurred image"}
+    w_fill = W.Dropdown(options=[(labels.get(f, f"constant {f}") if isinstance(f, str) else f"constant {f}", f)
+                                 for f in fills], value=fill, description="fill")
+    compute(window, stride, fill)
+
+    def draw(win, st, fl):
+        if st > win:
+            print(f"stride {st} > window {win}: some pixels would never be occluded; pick a smaller stride")
+            return
+        m, dt = compute(win, st, fl)
+        n = occlusion_passes(x, win, st)
+        print(f"{n} occluded copies + 1 forward passes, computed in {dt:.2f} s; max drop {float(m.max()):.3f}")
+        plot.show_occlusion(x[0], m, win, st, occluded=occlude(x, 0, 0, win, fl)[0], box=box, size=size,
+                            title=f"{bundle.name}: occlusion map for '{name}' (fill {fl})")
+
+    out = W.interactive_output(draw, {"win": w_win, "st": w_st, "fl": w_fill})
+    return W.VBox([W.HBox([w_win, w_st, w_fill]), out])
+
+
+# --------------------------------------------------------------------------- chapter 03: max-activating patches
+def patch_explorer(bundle, images: torch.Tensor, tops: dict, layer: str | None = None, channel: int = 0,
+                   pad_value: float = 0.5, size: float = 1.2):
+    """Layer dropdown + channel slider showing a channel's maximally activating patches and where
+    they come from (the images with each unit's receptive field boxed).
+
+    ``tops``: {layer: TopActivations over several channels} from ``features.top_activations`` on
+    ``images``. All patches and boxes are cropped up front, so moving the slider only redraws.
+    ``layer``/``channel``: the setting shown first (``channel`` indexes the searched channels).
+    """
+    import ipywidgets as W
+
+    from .features import crop_patches, receptive_field
+
+    layers = list(tops)
+    rfs = {layer: receptive_field(bundle, layer) for layer in layers}
+    patches = {layer: crop_patches(images, rfs[layer], t.indices, t.positions, pad_value) for layer, t in tops.items()}
+    boxes = {layer: rfs[layer].boxes(t.positions, images.shape[-2:]).view(*t.indices.shape, 4)
+             for layer, t in tops.items()}
+    first = layer or layers[0]
+    layer = W.Dropdown(options=layers, value=first, description="layer")
+    channel = W.IntSlider(value=channel, min=0, max=len(tops[first].channels) - 1, description="channel",
+                          continuous_update=False)
+
+    def on_layer(change):
+        channel.max = len(tops[change["new"]].channels) - 1
+
+    layer.observe(on_layer, names="value")
+
+    def draw(layer: str, channel: int):
+        t, rf = tops[layer], rfs[layer]
+        plot.show_top_units(patches[layer][channel], images[t.indices[channel]], boxes[layer][channel],
+                            titles=[f"{v:.2f}" for v in t.values[channel].tolist()], size=size,
+                            image_titles=[f"image {i}" for i in t.indices[channel].tolist()],
+                            suptitle=f"{bundle.name}, {layer}, channel {t.channels[channel]}: top {t.indices.shape[1]} of "
+                                     f"{t.n_images} images, receptive field {rf.size[0]} px")
+
+    out = W.interactive_output(draw, {"layer": layer, "channel": channel})
+    return W.VBox([W.HBox([layer, channel]), out])
+
+
+__all__ += ["patch_explorer"]
+
+
+# --------------------------------------------------------------------------- chapter 07: CAM
+__all__ += ["cam_explorer"]
+
+
+def cam_explorer(bundle, x: torch.Tensor, boxes: torch.Tensor | None = None, size: float = 2.4):
+    """Image slider + class menu showing the CAM of any class for images ``x`` (N x 3 x H x W).
+
+    The maps of every class (``lib.attribution.cam``, not upsampled) and the logits are computed
+    up front; moving a control only redraws. Under the panels: the class score y^c next to the
+    spatial mean of M_c plus the bias, which are equal for a GAP -> linear head.
+    """
+    import ipywidgets as W
+
+    from .attribution.cam import cam_all, gap_head
+
+    classes = bundle.require_classes("cam_explorer")
+    bias = gap_head(bundle.model).bias
+    bias = torch.zeros(len(classes)) if bias is None else bias.detach().cpu()
+    with torch.no_grad():
+        logits = bundle(x).cpu()
+    probs = logits.softmax(1)
+    maps = cam_all(bundle, x)                                          # N x C x h x w, every class
+    image = W.IntSlider(value=0, min=0, max=len(x) - 1, description="image", continuous_update=False)
+    cls = W.Dropdown(options=[(name, c) for c, name in enumerate(classes)], value=int(logits[0].argmax()),
+                     description="class")
+
+    def draw(image: int, cls: int):
+        m = maps[image, cls]
+        rank = int((logits[image] > logits[image, cls]).sum()) + 1
+        note = (f"score $y^c$ = {logits[image, cls]:.3f};   mean of $M_c$ = {m.mean():.3f}, $b^c$ = {bias[cls]:.3f},"
+                f" sum = {m.mean() + bias[cls]:.3f}")
+        plot.show_cam(x[image], m, box=None if boxes is None else boxes[image], note=note, size=size,
+                      title=f"{bundle.name}: CAM of '{classes[cls]}' (rank {rank}, p = {probs[image, cls]:.2f})")
+
+    out = W.interactive_output(draw, {"image": image, "cls": cls})
+    return W.VBox([W.HBox([image, cls]), out])
+
+
+# --------------------------------------------------------------------------- chapter 02: feature space
+__all__ += ["neighbour_explorer"]
+
+
+def neighbour_explorer(images: torch.Tensor, labels: torch.Tensor, neighbours: dict[str, torch.Tensor],
+                       class_names: Sequence[str], query: int = 0, size: float = 1.3):
+    """A slider over the canvases: the chosen query beside its nearest neighbours in each space.
+
+    ``neighbours``: {space name: N x k indices}, the neighbours of *every* image, computed up front
+    (``features.nearest_neighbours(x, k)``), so moving the slider only redraws.
+    Returns the widget (display it as a cell's last expression).
+    """
+    import ipywidgets as W
+
+    n = len(images)
+    for name, idx in neighbours.items():
+        if len(idx) != n:
+            raise ValueError(f"neighbours[{name!r}] has {len(idx)} rows, one per image is needed ({n}): "
+                             f"compute them for all images with features.nearest_neighbours(x, k)")
+    slider = W.IntSlider(value=query, min=0, max=n - 1, description="canvas", continuous_update=False)
+
+    def draw(i: int):
+        plot.show_neighbours(images, labels, [i], {name: idx[[i]] for name, idx in neighbours.items()},
+                             class_names, size=size, suptitle=f"canvas {i}: {class_names[int(labels[i])]}")
+
+    out = W.interactive_output(draw, {"i": slider})
+    return W.VBox([slider, out])
+
+
+# --------------------------------------------------------------------------- chapter 05: SmoothGrad
+__all__ += ["smoothgrad_explorer"]
+
+
+def smoothgrad_explorer(bundle, x: torch.Tensor, noises: Sequence[float] = (0.05, 0.1, 0.15, 0.25, 0.4),
+                        samples: Sequence[int] = (1, 5, 10, 25), target=None,
+                        maps: dict[float, dict[int, torch.Tensor]] | None = None, size: float = 2.2):
+    """Noise-level and sample-count sliders showing SmoothGrad of image ``x`` (1 x 3 x H x W) beside
+    its vanilla saliency map.
+
+    Every setting is computed up front (``attribution.smoothgrad_steps``, one pass per noise level),
+    unless ``maps`` = {noise: {samples: 1 x H x W}} already holds them; moving a slider only redraws.
+    Returns the widget (display it as a cell's last expression).
+    """
+    import ipywidgets as W
+
+    from .attribution.saliency import saliency, smoothgrad_steps
+
+    x = x[:1]
+    if maps is None:
+        maps = {nz: smoothgrad_steps(bundle, x, target, noise=nz, samples=tuple(samples)) for nz in noises}
+    noises, samples = sorted(maps), sorted(next(iter(maps.values())))
+    plain = saliency(bundle, x, target)[0]
+    default_noise = min(noises, key=lambda v: abs(v - 0.15))
+    noise = W.SelectionSlider(options=noises, value=default_noise, description="noise",
+                              continuous_update=False)
+    count = W.SelectionSlider(options=samples, value=samples[-1], description="samples",
+                              continuous_update=False)
+
+    def draw(noise: float, count: int):
+        plot.show_maps(x[0], torch.stack([plain, maps[noise][count][0]]), ncols=3, size=size,
+                       titles=["saliency (no noise)", f"SmoothGrad: noise {noise:g}, {count} samples"],
+                       cmap="gray", suptitle=bundle.name)
+
+    out = W.interactive_output(draw, {"noise": noise, "count": count})
+    return W.VBox([W.HBox([noise, count]), out])
+
+
+# --------------------------------------------------------------------------- chapters 06 and 08: guided backprop, Grad-CAM
+__all__ += ["guided_explorer", "gradcam_explorer"]
+
+
+def guided_explorer(bundle, x: torch.Tensor, layers: Sequence[str], layer: str | None = None,
+                    channel: int | None = None, size: float = 2.2):
+    """Layer menu + channel slider: the gradient image of one unit under each ReLU rule (vanilla,
+    guided, deconvnet) for image ``x`` (1 x 3 x H x W).
+
+    Starts at ``layer`` (default: the last of ``layers``) and ``channel`` (default: its most active
+    channel). The unit is the channel's strongest activation (``guided_backprop(..., reduce='max')``). Every
+    channel of every layer up front would take minutes, so each (layer, channel) is computed the
+    first time it is shown (three backward passes) and cached: going back to it only redraws.
+    """
+    import ipywidgets as W
+
+    from .attribution.guided import RULES, gradient_image, guided_backprop
+
+    x = x[:1]
+    acts = activations(bundle, x, list(layers))
+    cache: dict = {}
+    start = layer if layer is not None else layers[-1]
+    if channel is None:
+        channel = int(acts[start][0].flatten(1).amax(1).argmax())
+    layer = W.Dropdown(options=list(layers), value=start, description="layer")
+    channel = W.IntSlider(value=channel, min=0, max=acts[start].shape[1] - 1, description="channel",
+                          continuous_update=False)
+    layer.observe(lambda change: setattr(channel, "max", acts[change["new"]].shape[1] - 1), names="value")
+
+    def draw(layer: str, channel: int):
+        if (layer, channel) not in cache:
+            cache[layer, channel] = torch.cat([gradient_image(guided_backprop(bundle, x, layer=layer, channel=channel,
+                                                                               rule=rule)) for rule in RULES])
+        a = acts[layer][0, channel]
+        plot.show_images(torch.cat([x.cpu(), cache[layer, channel]]), ["input", *RULES], ncols=4, size=size,
+                         suptitle=f"{bundle.name}: {layer}, channel {channel}, its strongest activation "
+                                  f"({float(a.max()):.2f}" + (", inactive)" if float(a.max()) <= 0 else ")"))
+
+    out = W.interactive_output(draw, {"layer": layer, "channel": channel})
+    return W.VBox([W.HBox([layer, channel]), out])
+
+
+def gradcam_explorer(bundle, x: torch.Tensor, layers: Sequence[str], boxes: torch.Tensor | None = None,
+                     size: float = 1.6):
+    """Layer menu + class menu: Grad-CAM of images ``x`` (N x 3 x H x W) at one layer for one class
+    ("predicted" = each image's own top class), over the images and at the layer's own resolution.
+
+    Grad-CAM for all ``layers`` comes from one forward/backward pass per class
+    (``attribution.grad_cam_layers``), computed the first time a class is chosen and cached.
+    """
+    import ipywidgets as W
+
+    from .attribution.gradcam import grad_cam_layers
+    from .images import overlay
+
+    classes = bundle.require_classes("gradcam_explorer")
+    with torch.no_grad():
+        probs = bundle(x).softmax(1).cpu()
+    cache: dict = {}
+    layer = W.Dropdown(options=list(layers), value=layers[-1], description="layer")
+    cls = W.Dropdown(options=[("predicted", -1)] + [(name, c) for c, name in enumerate(classes)], value=-1,
+                     description="class")
+
+    def draw(layer: str, cls: int):
+        target = probs.argmax(1) if cls < 0 else torch.full((len(x),), cls)
+        if cls not in cache:
+            cache[cls] = grad_cam_layers(bundle, x, list(layers), target=target, upsample=False)
+        maps = cache[cls][layer]
+        h, w = maps.shape[-2:]
+        titles = [f"{classes[t]} (p={probs[i, t]:.2f})" for i, t in enumerate(target.tolist())]
+        plot.show_image_rows({"over the image": overlay(x.cpu(), maps), f"at the layer ({h}x{w})": maps},
+                             titles={"over the image": titles}, boxes=boxes, size=size,
+                             suptitle=f"{bundle.name}: Grad-CAM at {layer}")
+
+    out = W.interactive_output(draw, {"layer": layer, "cls": cls})
+    return W.VBox([W.HBox([layer, cls]), out])
+
+
+# --------------------------------------------------------------------------- chapter 09: evaluation
+__all__ += ["threshold_explorer"]
+
+
+def threshold_explorer(images: torch.Tensor, maps: dict[str, torch.Tensor], boxes: torch.Tensor, size: float = 2.6):
+    """Method menu, canvas slider and threshold slider: the box of the largest connected component of
+    the map above ``fraction * max`` (red) against the ground-truth box (lime), with their IoU.
+
+    ``maps``: {method: N x H x W} precomputed for ``images`` (N x 3 x H x W), so moving a slider only
+    thresholds and redraws."""
+    import ipywidgets as W
+
+    from .metrics import box_iou, threshold_box
+
+    method = W.Dropdown(options=list(maps), value=next(iter(maps)), description="method")
+    index = W.IntSlider(value=0, min=0, max=len(images) - 1, description="canvas", continuous_update=False)
+    fraction = W.FloatSlider(value=0.2, min=0.05, max=0.95, step=0.05, description="fraction",
+                             continuous_update=False)
+
+    def draw(method: str, index: int, fraction: float):
+        m = maps[method][index:index + 1]
+        found = threshold_box(m, fraction)
+        iou = box_iou(found, boxes[index:index + 1]).item()
+        plot.show_localisation(images[index:index + 1], {method: m, f">= {fraction:.2f} max": m >= fraction * m.max()},
+                               truth=boxes[index:index + 1], found=found, size=size,
+                               suptitle=f"IoU with the true box: {iou:.2f} ({'hit' if iou >= 0.5 else 'miss'} at 0.5)")
+
+    out = W.interactive_output(draw, {"method": method, "index": index, "fraction": fraction})
+    return W.VBox([W.HBox([method, index, fraction]), out])

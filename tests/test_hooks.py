@@ -96,3 +96,12 @@ def test_frozen_restores_modes_and_flags_even_after_an_exception():
     after = ({n: mm.training for n, mm in m.named_modules()},
              {n: p.requires_grad for n, p in m.named_parameters()})
     assert before == after
+
+
+def test_detached_capture_survives_a_following_inplace_relu(vgg11):
+    x = torch.randn(1, 3, 32, 32)
+    with hooks.capture(vgg11, "features.0", detach=True) as rec:
+        vgg11(x)
+    expected = vgg11.features[0](x)
+    assert rec["features.0"].min() < 0
+    assert torch.allclose(rec["features.0"], expected, atol=1e-5)

@@ -52,3 +52,20 @@ def test_baseline_maps():
     assert metrics.pointing_game(metrics.brightness_map(img), torch.tensor([[4, 20, 10, 26]])).item()
     con = metrics.contrast_map(img)
     assert con.shape == (1, 32, 32) and con[0, 0, 31] < con[0, 20, 7]
+
+
+def test_map_peaks_takes_the_centre_of_a_plateau():
+    m = torch.zeros(2, 16, 16)
+    m[0, 4:12, 8:16] = 1.0                    # an 8 x 8 block, as occlusion at stride 8 makes
+    m[1, 2, 3] = m[1, 2, 5] = 2.0             # two tied pixels: the centroid (4, 2) is not a maximum
+    assert metrics.map_peaks(m).tolist() == [[11, 7], [3, 2]]
+    box = torch.tensor([[8, 4, 16, 12]])
+    assert metrics.pointing_game(m[:1], box, tolerance=0).item()
+
+
+def test_a_constant_map_is_a_miss():
+    m = torch.zeros(2, 8, 8)
+    m[1, 4, 4] = 1
+    boxes = torch.tensor([[0, 0, 8, 8], [0, 0, 8, 8]])
+    assert metrics.pointing_game(m, boxes).tolist() == [False, True]
+    assert metrics.pointing_game(m, boxes[:, None, None, :].new_ones(2, 8, 8).bool()).tolist() == [False, True]

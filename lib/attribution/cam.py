@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CourseError
+from .targets import resolve_targets
 from ..hooks import capture, frozen
 
 __all__ = ["cam", "NotGapModelError", "gap_head"]
@@ -46,14 +47,27 @@ def cam(bundle, x: torch.Tensor, target=None, layer: str | None = None, upsample
     with torch.no_grad():
         with frozen(model), capture(model, layer, detach=True) as rec:
             logits = bundle(x)
-        f = rec[layer]
-        if target is None:
-            target = logits.argmax(1)
-        target = torch.as_tensor(target, device=f.device).long().expand(f.shape[0])
-        if (target < 0).any() or (target >= fc.out_features).any():
-            raise ValueError(f"target class out of range: the model has {fc.out_features} classes "
-                             f"(0..{fc.out_features - 1})")
-        maps = torch.einsum("nk,nkhw->nhw", fc.weight[target], f)
+        maps = torch.einsum("nk,nkhw->nhw", fc.weight[resolve_targets(target, logits)], rec[layer])
         if upsample:
             maps = F.interpolate(maps[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    return maps.cpu()
+
+
+__all__ += ["cam_all"]
+
+
+def cam_all(bundle, x: torch.Tensor, layer: str | None = None) -> torch.Tensor:
+    """The CAM of every class from one forward pass: N x C x h x w at the layer's resolution (not upsampled).
+
+    ``cam_all(bundle, x)[:, c]`` equals ``cam(bundle, x, target=c, upsample=False)``; upsample for
+    display with ``lib.images.resize`` or let ``lib.images.overlay`` do it.
+    """
+    bundle.require_classes("CAM")
+    model = bundle.model
+    fc = gap_head(model)
+    layer = layer or bundle.layer("cam")
+    with torch.no_grad():
+        with frozen(model), capture(model, layer, detach=True) as rec:
+            bundle(x)
+        maps = torch.einsum("ck,nkhw->nchw", fc.weight, rec[layer])
     return maps.cpu()

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .hooks import capture, frozen, resolve_layer
+from ..hooks import capture, frozen, resolve_layer
 
 __all__ = ["activations", "first_conv", "filter_responses"]
 

@@ -7,6 +7,8 @@ Offline bundles:
   its edge heads.
 - ``vgg16-cam``: ``vgg16-hed`` up to conv4_3 + the CAM paper's head (conv 3x3, ReLU, GAP, linear),
   fine-tuned here on the canvases at 112 px (data/models/vgg16-cam.md).
+- ``flatnet``: a small CNN whose head is flatten + FC, not GAP, so CAM does not apply: chapter 7
+  retrofits a GAP head onto it (data/models/flatnet.md).
 
 torchvision ImageNet models (``vgg16``, ``vgg19``, ``resnet50``, ``googlenet``, ``squeezenet1_1``,
 ``alexnet``, and ``resnet18``/``vgg11`` for tests) load their weights from the torch hub cache,
@@ -62,7 +64,9 @@ class Bundle:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        t = next(iter(self.model.parameters()), None)
+        t = next(iter(self.model.buffers()), None) if t is None else t
+        return torch.device("cpu") if t is None else t.device   # a model without weights runs on the CPU
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (or features, for a bundle without classes) of display-space images ``x``."""
@@ -222,6 +226,28 @@ _REGISTRY: dict[str, dict] = {"gapnet": {"loader": _load_gapnet},
                               "vgg16-hed": {"loader": _load_vgg16_hed, "classes": False},
                               "vgg16-cam": {"loader": _load_vgg16_cam}}
 _REGISTRY.update({arch: {"loader": _load_torchvision, "arch": arch} for arch in _TV})
+
+
+def _load_flatnet(device, weights_path: Path | None = None, **_) -> Bundle:
+    """``flatnet``: a small CNN with a flatten + FC head (not GAP), for chapter 7 (data/models/flatnet.md)."""
+    from .flatnet import WEIGHTS, FlatNet
+
+    path = Path(weights_path) if weights_path else WEIGHTS
+    if not path.exists():
+        raise ModelNotAvailableError(f"{path} is missing. It is committed with the course; "
+                                     f"`python -m lib.models.flatnet` retrains it (about 15 minutes of CPU).")
+    verify_sha256(path)
+    model = FlatNet()
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return Bundle(
+        name="flatnet", model=model.to(device).eval(), classes=data.CLASSES, input_size=64,
+        layers={"default": model.last_conv_layer, "gradcam": model.last_conv_layer, "features": "classifier.2",
+                "first_conv": "features.0"},
+        description="a small CNN with a flatten + fully connected head (not GAP), trained briefly here on "
+                    "Fashion-MNIST canvases (data/models/flatnet.md)")
+
+
+_REGISTRY["flatnet"] = {"loader": _load_flatnet}
 
 
 def available() -> list[str]:

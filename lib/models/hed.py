@@ -104,7 +104,9 @@ class VGG16Features(nn.Module):
     def __init__(self):
         super().__init__()
         import torchvision
-        self.features = torchvision.models.vgg16(weights=None).features
+        # the conv trunk alone: vgg16() would first build (and randomly initialise) the 124M-parameter
+        # classifier only to drop it, which costs seconds; the layers and their names are the same
+        self.features = torchvision.models.vgg.make_layers(torchvision.models.vgg.cfgs["D"])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
