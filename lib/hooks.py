@@ -19,7 +19,8 @@ from torch import nn
 
 from .errors import LayerNotFoundError, close_matches
 
-__all__ = ["resolve_layer", "capture", "Capture", "patch", "frozen", "count_hooks"]
+__all__ = ["resolve_layer", "capture", "Capture", "patch", "frozen", "count_hooks", "stop_after", "StopForward",
+           "output_of"]
 
 
 def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Module]:
@@ -85,6 +86,59 @@ def capture(model: nn.Module, layers: str | nn.Module | Sequence[str | nn.Module
     finally:
         for h in handles:
             h.remove()
+
+
+class StopForward(Exception):
+    """Raised by ``stop_after``'s hook to end a forward pass early; catch it around the call."""
+
+
+@contextlib.contextmanager
+def stop_after(model: nn.Module, layers: str | nn.Module | Sequence[str | nn.Module]) -> Iterator[set]:
+    """Inside the ``with`` block, a forward pass of ``model`` raises ``StopForward`` as soon as all of
+    ``layers`` have run, so nothing after them is computed (faster, and no later in-place operation
+    can overwrite what ``capture`` recorded). Yields the set of layer names seen so far: clear it
+    before each pass. The hooks are removed on exit, exceptions included::
+
+        with capture(model, "features.9", detach=True) as rec, stop_after(model, "features.9") as seen:
+            seen.clear()
+            with contextlib.suppress(StopForward):
+                model(x)
+    """
+    if isinstance(layers, (str, nn.Module)):
+        layers = [layers]
+    names = [resolve_layer(model, layer) for layer in layers]
+    wanted = {name for name, _ in names}
+    seen: set = set()
+    handles = []
+
+    def hook(_m, _inp, _out, name):
+        seen.add(name)
+        if seen >= wanted:
+            raise StopForward
+
+    try:
+        for name, module in names:
+            handles.append(module.register_forward_hook(lambda m, i, o, name=name: hook(m, i, o, name)))
+        yield seen
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def output_of(model: nn.Module, layer: str | nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The output of ``layer`` when ``model`` runs on ``x`` (model space); the pass stops right there.
+
+    Not detached, so it can be differentiated. Raises ``LayerNotFoundError`` when the forward pass
+    never runs the layer.
+    """
+    name, _ = resolve_layer(model, layer)
+    with capture(model, name) as rec, stop_after(model, name):
+        with contextlib.suppress(StopForward):
+            model(x)
+    if name not in rec.activations:
+        raise LayerNotFoundError(f"the forward pass of {type(model).__name__} never ran layer {name!r}: choose "
+                                 f"a layer that the model calls (lib.models.list_layers lists them)")
+    return rec.activations[name]
 
 
 @contextlib.contextmanager

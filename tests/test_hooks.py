@@ -105,3 +105,34 @@ def test_detached_capture_survives_a_following_inplace_relu(vgg11):
     expected = vgg11.features[0](x)
     assert rec["features.0"].min() < 0
     assert torch.allclose(rec["features.0"], expected, atol=1e-5)
+
+
+def test_stop_after_ends_the_pass_and_cleans_up():
+    model = small_cnn()
+    calls = []
+    model[4].register_forward_pre_hook(lambda m, i: calls.append("pool"))
+    x = torch.rand(2, 3, 8, 8)
+    with hooks.capture(model, "1", detach=True) as rec, hooks.stop_after(model, ["0", "1"]) as seen:
+        with pytest.raises(hooks.StopForward):
+            model(x)
+        assert seen == {"0", "1"}
+    assert calls == [] and rec["1"].shape == (2, 4, 8, 8)
+    assert hooks.count_hooks(model) == 1                      # only the test's own pre-hook is left
+    out = hooks.output_of(model, "2", x)
+    assert torch.allclose(out, model[2](model[1](model[0](x))))
+    assert out.requires_grad                                  # differentiable: not detached
+
+
+def test_output_of_a_layer_the_model_never_runs():
+    class Skips(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.used, self.unused = nn.Linear(2, 2), nn.Linear(2, 2)
+
+        def forward(self, x):
+            return self.used(x)
+
+    m = Skips()
+    with pytest.raises(LayerNotFoundError, match="never ran"):
+        hooks.output_of(m, "unused", torch.rand(1, 2))
+    assert hooks.count_hooks(m) == 0

@@ -20,38 +20,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..device import seed as seed_all
-from ..hooks import frozen, resolve_layer
+from ..hooks import frozen, output_of, resolve_layer
 
 __all__ = ["GapHeadModel", "retrofit_gap_head", "truncate"]
-
-
-class _Stop(Exception):
-    """Raised by a forward hook to stop a forward pass at a layer."""
-
-
-def _run_until(model: nn.Module, layer: str, x: torch.Tensor) -> torch.Tensor:
-    """The output of ``layer`` when ``model`` runs on ``x``; the forward pass stops right there.
-
-    A temporary forward hook on the layer records its output and raises ``_Stop``, so nothing after
-    the layer runs, whatever the model's ``forward`` does; the hook is removed in every case.
-    """
-    _, module = resolve_layer(model, layer)
-    out: list[torch.Tensor] = []
-
-    def hook(_m, _inp, o):
-        out.append(o[0] if isinstance(o, (tuple, list)) else o)
-        raise _Stop
-
-    handle = module.register_forward_hook(hook)
-    try:
-        model(x)
-    except _Stop:
-        pass
-    finally:
-        handle.remove()
-    if not out:
-        raise RuntimeError(f"the forward pass of {type(model).__name__} never ran layer {layer!r}")
-    return out[0]
 
 
 def truncate(model: nn.Module, layer: str, example: torch.Tensor) -> nn.Module:
@@ -67,7 +38,7 @@ def truncate(model: nn.Module, layer: str, example: torch.Tensor) -> nn.Module:
     handles = [m.register_forward_pre_hook(lambda m, _i: entered.add(m)) for m in model.modules()]
     try:
         with torch.no_grad(), frozen(model):
-            _run_until(model, name, example)
+            output_of(model, name, example)
     finally:
         for h in handles:
             h.remove()
@@ -110,7 +81,7 @@ class GapHeadModel(nn.Module):
 
     def trunk_features(self, x: torch.Tensor) -> torch.Tensor:
         """The trunk's output at ``trunk_layer`` for a model-space batch."""
-        return _run_until(self.trunk, self.trunk_layer, x)
+        return output_of(self.trunk, self.trunk_layer, x)
 
     def classify(self, f: torch.Tensor) -> torch.Tensor:
         """Logits from trunk features: the new head alone."""
@@ -153,7 +124,7 @@ def retrofit_gap_head(bundle, layer: str | None, images: torch.Tensor, labels: t
 
     trunk = truncate(bundle.model, layer, bundle.preprocess(images[:1].to(device)))
     with torch.no_grad(), frozen(trunk):
-        feats = torch.cat([_run_until(trunk, layer, bundle.preprocess(images[i:i + feature_batch].to(device)))
+        feats = torch.cat([output_of(trunk, layer, bundle.preprocess(images[i:i + feature_batch].to(device)))
                            for i in range(0, len(images), feature_batch)])
     if feats.dim() != 4:
         raise ValueError(f"layer {layer!r} gives {tuple(feats.shape[1:])} per image; a GAP head needs conv "

@@ -17,30 +17,9 @@ import torch
 from torch import nn
 
 from ..errors import LayerNotFoundError
-from ..hooks import capture, frozen, resolve_layer
+from ..hooks import StopForward, capture, frozen, resolve_layer, stop_after
 
 __all__ = ["embed", "nearest_neighbours", "neighbour_agreement", "pca", "tsne"]
-
-
-class _Stop(Exception):
-    """Raised by a forward hook to end the forward pass once the wanted layer has run."""
-
-
-@contextlib.contextmanager
-def _stop_after(module: nn.Module) -> Iterator[None]:
-    """End the forward pass right after ``module`` runs (hook removed on exit, exceptions included).
-
-    Nothing after the layer is computed, which saves time, and no later in-place operation (a
-    ``ReLU(inplace=True)`` after a conv layer) can overwrite the recorded output.
-    """
-    def hook(_m, _inp, _out):
-        raise _Stop
-
-    handle = module.register_forward_hook(hook)
-    try:
-        yield
-    finally:
-        handle.remove()
 
 
 def _as_numpy(x: torch.Tensor | np.ndarray, dtype=np.float64) -> np.ndarray:
@@ -70,10 +49,10 @@ def embed(bundle, images: torch.Tensor, layer: str | nn.Module | None = None, ba
     if progress:
         from tqdm.auto import tqdm
         starts = tqdm(starts, desc=f"embed ({name})", unit="batch")
-    with frozen(bundle.model), capture(bundle.model, module, detach=True) as rec, _stop_after(module):
+    with frozen(bundle.model), capture(bundle.model, module, detach=True) as rec, stop_after(bundle.model, module):
         for start in starts:
             rec.activations.clear()
-            with contextlib.suppress(_Stop):
+            with contextlib.suppress(StopForward):
                 bundle(images[start:start + batch_size])
             if name not in rec.activations:
                 raise LayerNotFoundError(f"layer {name!r} did not run in the forward pass of "

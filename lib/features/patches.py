@@ -30,7 +30,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..errors import CourseError
-from ..hooks import capture, frozen, resolve_layer
+from ..hooks import StopForward, capture, frozen, resolve_layer, stop_after
 
 __all__ = ["RF", "ReceptiveFieldError", "receptive_field", "TopActivations", "top_activations",
            "crop_patches", "max_activating_patches", "effective_receptive_field"]
@@ -245,30 +245,6 @@ class TopActivations:
                               self.map_size, self.n_images, self.image_size)
 
 
-class _Stop(Exception):
-    """Raised by a forward hook once every wanted layer has run: the rest of the model is skipped."""
-
-
-@contextlib.contextmanager
-def _stop_after(model: nn.Module, layers: Sequence[str]) -> Iterator[set]:
-    seen: set = set()
-    handles = []
-
-    def hook(_m, _i, _o, name):
-        seen.add(name)
-        if seen >= set(layers):
-            raise _Stop
-
-    try:
-        for name in layers:
-            _, module = resolve_layer(model, name)
-            handles.append(module.register_forward_hook(lambda m, i, o, name=name: hook(m, i, o, name)))
-        yield seen
-    finally:
-        for h in handles:
-            h.remove()
-
-
 @torch.no_grad()
 def top_activations(bundle, images: torch.Tensor, layer: str | Sequence[str],
                     channel: int | Sequence[int] | None = None, k: int = 9, batch_size: int = 250,
@@ -292,12 +268,12 @@ def top_activations(bundle, images: torch.Tensor, layer: str | Sequence[str],
     best: dict[str, list[torch.Tensor]] = {}
     chans: dict[str, torch.Tensor] = {}
     map_size: dict[str, tuple[int, int]] = {}
-    with frozen(model), capture(model, names, detach=True) as rec, _stop_after(model, names) as seen:
+    with frozen(model), capture(model, names, detach=True) as rec, stop_after(model, names) as seen:
         for start in tqdm(range(0, n, batch_size), disable=not progress, desc="top activations"):
             seen.clear()
             try:
                 bundle(images[start:start + batch_size])
-            except _Stop:
+            except StopForward:
                 pass
             for name in names:
                 act = rec.activations[name]
@@ -387,10 +363,10 @@ def effective_receptive_field(bundle, images: torch.Tensor, layer: str, channel:
     model = bundle.model
     name, _ = resolve_layer(model, layer)
     x = images.to(bundle.device).clone().requires_grad_(True)
-    with frozen(model), capture(model, name) as rec, _stop_after(model, [name]):
+    with frozen(model), capture(model, name) as rec, stop_after(model, name):
         try:
             bundle(x)
-        except _Stop:
+        except StopForward:
             pass
         act = rec.activations[name]
         y, xx = position if position is not None else (act.shape[-2] // 2, act.shape[-1] // 2)
