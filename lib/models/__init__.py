@@ -113,14 +113,20 @@ def verify_sha256(path: Path, expected: str | None = None) -> str:
     return digest
 
 
-def _load_gapnet(device, weights_path: Path | None = None, **_) -> Bundle:
-    path = Path(weights_path) if weights_path else MODELS_DIR / "gapnet.pt"
+def _load_weights(model: nn.Module, path: Path, command: str, cost: str) -> nn.Module:
+    """``model`` with the committed weights at ``path``, checked against their sha256 and read with
+    ``torch.load(weights_only=True)``; a missing file says which command retrains it."""
     if not path.exists():
         raise ModelNotAvailableError(f"{path} is missing. It is committed with the course; "
-                                     f"`python -m lib.models.train` retrains it (about 105 minutes of CPU).")
+                                     f"`{command}` retrains it ({cost}).")
     verify_sha256(path)
-    model = GapNet()
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model
+
+
+def _load_gapnet(device, weights_path: Path | None = None, **_) -> Bundle:
+    model = _load_weights(GapNet(), Path(weights_path) if weights_path else MODELS_DIR / "gapnet.pt",
+                          "python -m lib.models.train", "about 105 minutes of CPU")
     return Bundle(
         name="gapnet", model=model.to(device).eval(), classes=data.CLASSES, input_size=64,
         layers={"default": model.last_conv_layer, "cam": model.last_conv_layer,
@@ -232,13 +238,8 @@ def _load_flatnet(device, weights_path: Path | None = None, **_) -> Bundle:
     """``flatnet``: a small CNN with a flatten + FC head (not GAP), for chapter 7 (data/models/flatnet.md)."""
     from .flatnet import WEIGHTS, FlatNet
 
-    path = Path(weights_path) if weights_path else WEIGHTS
-    if not path.exists():
-        raise ModelNotAvailableError(f"{path} is missing. It is committed with the course; "
-                                     f"`python -m lib.models.flatnet` retrains it (about 15 minutes of CPU).")
-    verify_sha256(path)
-    model = FlatNet()
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    model = _load_weights(FlatNet(), Path(weights_path) if weights_path else WEIGHTS,
+                          "python -m lib.models.flatnet", "about 5 minutes of CPU")
     return Bundle(
         name="flatnet", model=model.to(device).eval(), classes=data.CLASSES, input_size=64,
         layers={"default": model.last_conv_layer, "gradcam": model.last_conv_layer, "features": "classifier.2",
