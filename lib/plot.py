@@ -479,12 +479,13 @@ __all__ += ["show_image_rows"]
 
 def show_image_rows(rows: dict[str, torch.Tensor], titles: dict[str, Sequence[str]] | None = None,
                     boxes: torch.Tensor | None = None, size: float = 1.5, cmap: str = "viridis",
-                    suptitle: str | None = None, show: bool = True):
+                    suptitle: str | None = None, found: torch.Tensor | None = None, show: bool = True):
     """A column per image, a row per entry of ``rows`` ({row label: N x 3 x H x W images or N x h x w maps}).
 
     Images (display space, e.g. ``attribution.gradient_image`` or ``images.overlay`` output) are drawn
     as they are; maps with ``cmap``, each with its own colour range, at their own resolution.
-    ``titles``: {row label: N titles}; ``boxes``: N x 4 boxes (input pixels) drawn on every image row.
+    ``titles``: {row label: N titles}; ``boxes``: N x 4 boxes (input pixels, lime) drawn on every image
+    row; ``found``: N x 4 boxes (red, e.g. a method's localisation) drawn on every row.
     """
     n = max(len(v) for v in rows.values())
     fig, axes = plt.subplots(len(rows), n, figsize=(size * n, size * len(rows) + 0.5), squeeze=False)
@@ -503,6 +504,8 @@ def show_image_rows(rows: dict[str, torch.Tensor], titles: dict[str, Sequence[st
                     draw_box(ax, boxes[i])
             else:
                 ax.imshow(pics[i].numpy(), cmap=cmap, interpolation="nearest")
+            if found is not None:
+                draw_box(ax, found[i], color="red", lw=1.2)
             if titles is not None and label in titles:
                 ax.set_title(titles[label][i], fontsize=7)
         axes[r, 0].set_ylabel(label, fontsize=8)
@@ -524,28 +527,8 @@ def show_localisation(images: torch.Tensor, rows: dict[str, torch.Tensor], truth
 
     ``titles``: {"input" or a row label: N titles}.
     """
-    labels = ["input"] + list(rows)
-    n = len(images)
-    fig, axes = plt.subplots(len(labels), n, figsize=(size * n, size * len(labels) + 0.5), squeeze=False)
-    for r, label in enumerate(labels):
-        for i in range(n):
-            ax = axes[r, i]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.imshow(I.to_numpy(images[i]), interpolation="nearest" if images.shape[-1] <= 64 else "antialiased")
-                if truth is not None:
-                    draw_box(ax, truth[i], color="lime")
-            else:
-                ax.imshow(rows[label][i].detach().cpu().float().numpy(), cmap=cmap, interpolation="nearest")
-            if found is not None:
-                draw_box(ax, found[i], color="red", lw=1.2)
-            if titles is not None and label in titles:
-                ax.set_title(titles[label][i], fontsize=7)
-        axes[r, 0].set_ylabel(label, fontsize=8)
-    if suptitle:
-        fig.suptitle(suptitle, fontsize=10)
-    return _finish(fig, show)
+    return show_image_rows({"input": images, **rows}, titles=titles, boxes=truth, size=size, cmap=cmap,
+                           suptitle=suptitle, found=found, show=show)
 
 
 # --------------------------------------------------------------------------- chapter 09: evaluation

@@ -32,6 +32,17 @@ def gap_head(model: nn.Module) -> nn.Linear:
     return fc
 
 
+@torch.no_grad()
+def _gap_features(bundle, x: torch.Tensor, layer: str | None):
+    """(the GAP head's linear layer, the features f_k(x, y) it weights, the logits) for images ``x``."""
+    bundle.require_classes("CAM")
+    fc = gap_head(bundle.model)
+    layer = layer or bundle.layer("cam")
+    with frozen(bundle.model), capture(bundle.model, layer, detach=True) as rec:
+        logits = bundle(x)
+    return fc, rec[layer], logits
+
+
 def cam(bundle, x: torch.Tensor, target=None, layer: str | None = None, upsample: bool = True) -> torch.Tensor:
     """CAM: M_c(x, y) = sum_k w_k^c f_k(x, y), with f the last conv features and w the linear weights.
 
@@ -40,14 +51,9 @@ def cam(bundle, x: torch.Tensor, target=None, layer: str | None = None, upsample
     Returns N x H x W maps (bilinearly upsampled to the input size unless ``upsample=False``).
     The class score equals the spatial mean of the (not upsampled) map plus the bias.
     """
-    bundle.require_classes("CAM")
-    model = bundle.model
-    fc = gap_head(model)
-    layer = layer or bundle.layer("cam")
+    fc, f, logits = _gap_features(bundle, x, layer)
     with torch.no_grad():
-        with frozen(model), capture(model, layer, detach=True) as rec:
-            logits = bundle(x)
-        maps = torch.einsum("nk,nkhw->nhw", fc.weight[resolve_targets(target, logits)], rec[layer])
+        maps = torch.einsum("nk,nkhw->nhw", fc.weight[resolve_targets(target, logits)], f)
         if upsample:
             maps = F.interpolate(maps[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
     return maps.cpu()
@@ -62,12 +68,7 @@ def cam_all(bundle, x: torch.Tensor, layer: str | None = None) -> torch.Tensor:
     ``cam_all(bundle, x)[:, c]`` equals ``cam(bundle, x, target=c, upsample=False)``; upsample for
     display with ``lib.images.resize`` or let ``lib.images.overlay`` do it.
     """
-    bundle.require_classes("CAM")
-    model = bundle.model
-    fc = gap_head(model)
-    layer = layer or bundle.layer("cam")
+    fc, f, _ = _gap_features(bundle, x, layer)
     with torch.no_grad():
-        with frozen(model), capture(model, layer, detach=True) as rec:
-            bundle(x)
-        maps = torch.einsum("ck,nkhw->nchw", fc.weight, rec[layer])
+        maps = torch.einsum("ck,nkhw->nchw", fc.weight, f)
     return maps.cpu()
