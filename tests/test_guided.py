@@ -14,14 +14,7 @@ from lib.images import normalize
 from lib.models import IMAGENET_MEAN, IMAGENET_STD, Bundle
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """These tests push many small tensors: on a busy 2-core machine OpenMP threads contend and a
-    single thread is ten times faster (measured: 120 s -> 11 s for this file). Restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
