@@ -48,8 +48,11 @@ def default_methods(bundle, mid: str = "features.19", deep: str | None = None, *
     deep = deep or bundle.layer("cam")
 
     def random_map(x, target):
-        g = torch.Generator().manual_seed(int(x.sum().item() * 1e3) % (2 ** 31))
-        return torch.rand(x.shape[0], *x.shape[-2:], generator=g)
+        # seeded by each image's 8-bit pixels: the same image gets the same map on any CPU, in any batch
+        def one(img):
+            key = hashlib.sha256((img * 255).round().byte().cpu().numpy().tobytes()).hexdigest()
+            return torch.rand(*img.shape[-2:], generator=torch.Generator().manual_seed(int(key[:8], 16)))
+        return torch.stack([one(img) for img in x])
 
     return {
         "random": random_map,
