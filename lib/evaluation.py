@@ -28,11 +28,6 @@ RESULTS = data.DATA_DIR / "results" / "explanations.json"
 FRACTIONS = tuple(round(0.05 * i, 2) for i in range(1, 20))        # thresholds tried on the validation half
 
 
-def _to_map(g: torch.Tensor) -> torch.Tensor:
-    """N x 3 x H x W gradient images -> N x H x W maps (max over channels of |g|, as Simonyan et al.)."""
-    return g.abs().amax(1) if g.dim() == 4 else g
-
-
 SETTINGS = {"smoothgrad_samples": 16, "smoothgrad_noise": 0.15, "occlusion_window": 8, "occlusion_stride": 8,
             "occlusion_fill": "gray"}
 
@@ -127,21 +122,19 @@ def evaluate(bundle, canvases: data.Canvases, methods: dict[str, Callable] | Non
 
 
 def stage_groups(model: torch.nn.Module) -> list[list[str]]:
-    """The randomisable layers grouped by stage, bottom to top: a new group after every pooling layer
-    of the trunk, and the layers after the trunk (the classifier) as the last group. For gapnet:
-    [stage 1, stage 2, stage 3, stage 4, [fc]], the steps of a cascading randomisation by stage."""
-    layers = metrics.randomizable_layers(model)
-    pools = [name for name, m in model.named_modules() if isinstance(m, (torch.nn.MaxPool2d, torch.nn.AvgPool2d))]
+    """The randomisable layers grouped by stage, bottom to top: a new group starts after every
+    pooling layer, and whatever comes after the last one (the last stage and the classifier) is the
+    last group. For gapnet: [stage 1, stage 2, stage 3, stage 4 + fc], the steps of a cascading
+    randomisation by stage."""
+    import bisect
+
     order = [name for name, _ in model.named_modules()]
-    groups, current = [], []
-    cuts = sorted(order.index(p) for p in pools) + [order.index(layers[-1])]   # the head after the last cut
-    for name in layers:
-        while cuts and order.index(name) > cuts[0]:
-            if current:
-                groups.append(current)
-            current, cuts = [], cuts[1:]
-        current.append(name)
-    return groups + [current] if current else groups
+    pools = [order.index(name) for name, m in model.named_modules()
+             if isinstance(m, (torch.nn.MaxPool2d, torch.nn.AvgPool2d))]
+    groups: list[list[str]] = [[] for _ in range(len(pools) + 1)]
+    for name in metrics.randomizable_layers(model):
+        groups[bisect.bisect(pools, order.index(name))].append(name)
+    return [g for g in groups if g]
 
 
 def sanity_check(bundle, x: torch.Tensor, methods: dict[str, Callable], groups=None, seed: int = 0,

@@ -136,8 +136,8 @@ def output_of(model: nn.Module, layer: str | nn.Module, x: torch.Tensor) -> torc
         with contextlib.suppress(StopForward):
             model(x)
     if name not in rec.activations:
-        raise LayerNotFoundError(f"the forward pass of {type(model).__name__} never ran layer {name!r}: choose "
-                                 f"a layer that the model calls (lib.models.list_layers lists them)")
+        raise LayerNotFoundError(f"layer {name!r} did not run in the forward pass of {type(model).__name__}: the "
+                                 f"model never ran it, so choose a layer that it calls (lib.models.list_layers lists them)")
     return rec.activations[name]
 
 

@@ -69,23 +69,23 @@ def centre_map(n: int, size: int | tuple[int, int], sigma: float = 0.25) -> torc
     return g.expand(n, h, w).clone()
 
 
-def brightness_map(images: torch.Tensor, sigma: float = 3.0) -> torch.Tensor:
-    """A baseline that knows nothing of the model: the blurred brightness of display-space images."""
+def _blurred(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian blur of N x C x H x W images, kernel 2 * int(3 sigma) + 1."""
     import torchvision.transforms.functional as TF
 
-    gray = images.mean(1, keepdim=True)
     k = 2 * int(3 * sigma) + 1
-    return TF.gaussian_blur(gray, [k, k], [sigma, sigma])[:, 0]
+    return TF.gaussian_blur(x, [k, k], [sigma, sigma])
+
+
+def brightness_map(images: torch.Tensor, sigma: float = 3.0) -> torch.Tensor:
+    """A baseline that knows nothing of the model: the blurred brightness of display-space images."""
+    return _blurred(images.mean(1, keepdim=True), sigma)[:, 0]
 
 
 def contrast_map(images: torch.Tensor, sigma: float = 3.0) -> torch.Tensor:
     """A baseline of local contrast: blurred |image - blurred image| (edges and texture blobs)."""
-    import torchvision.transforms.functional as TF
-
     gray = images.mean(1, keepdim=True)
-    k = 2 * int(3 * sigma) + 1
-    detail = (gray - TF.gaussian_blur(gray, [k, k], [sigma, sigma])).abs()
-    return TF.gaussian_blur(detail, [k, k], [sigma, sigma])[:, 0]
+    return _blurred((gray - _blurred(gray, sigma)).abs(), sigma)[:, 0]
 
 
 # --- Chapter 5: boxes and weakly supervised localisation ------------------------------------------
@@ -249,13 +249,6 @@ def grabcut_boxes(images: torch.Tensor, maps: torch.Tensor, fg_percentile: float
 
 
 # --- Chapter 9: faithfulness (deletion / insertion) and sanity checks -----------------------------
-
-def _blurred(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    import torchvision.transforms.functional as TF
-
-    k = 2 * int(3 * sigma) + 1
-    return TF.gaussian_blur(x, [k, k], [sigma, sigma])
-
 
 @torch.no_grad()
 def perturbation_curves(bundle, x: torch.Tensor, maps: torch.Tensor, target=None, mode: str = "deletion",

@@ -254,25 +254,9 @@ def show_overlay_rows(images: torch.Tensor, rows: dict[str, torch.Tensor],
 
     ``titles``: {row label (or "input"): N titles}; ``boxes``: N x 4 ground-truth boxes drawn on every row.
     """
-    labels = (["input"] if show_input else []) + list(rows)
-    pictures = ([images] if show_input else []) + [I.overlay(images, m, alpha=alpha, colormap=colormap)
-                                                    for m in rows.values()]
-    n = len(images)
-    fig, axes = plt.subplots(len(labels), n, figsize=(size * n, size * len(labels) + 0.5), squeeze=False)
-    for r, (label, pics) in enumerate(zip(labels, pictures)):
-        for i in range(n):
-            ax = axes[r, i]
-            ax.imshow(I.to_numpy(pics[i]), interpolation="nearest" if pics.shape[-1] <= 64 else "antialiased")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if boxes is not None:
-                draw_box(ax, boxes[i])
-            if titles is not None and label in titles:
-                ax.set_title(titles[label][i], fontsize=7)
-        axes[r, 0].set_ylabel(label, fontsize=8)
-    if suptitle:
-        fig.suptitle(suptitle, fontsize=10)
-    return _finish(fig, show)
+    overlays = {label: I.overlay(images, m, alpha=alpha, colormap=colormap) for label, m in rows.items()}
+    return show_image_rows({"input": images, **overlays} if show_input else overlays, titles=titles, boxes=boxes,
+                           size=size, suptitle=suptitle, show=show)
 
 
 def show_cam(image: torch.Tensor, cam_map: torch.Tensor, box: Sequence[float] | None = None,

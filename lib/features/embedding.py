@@ -9,15 +9,13 @@
 """
 from __future__ import annotations
 
-import contextlib
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..errors import LayerNotFoundError
-from ..hooks import StopForward, capture, frozen, resolve_layer, stop_after
+from ..hooks import frozen, output_of, resolve_layer
 
 __all__ = ["embed", "nearest_neighbours", "neighbour_agreement", "pca", "tsne"]
 
@@ -49,16 +47,10 @@ def embed(bundle, images: torch.Tensor, layer: str | nn.Module | None = None, ba
     if progress:
         from tqdm.auto import tqdm
         starts = tqdm(starts, desc=f"embed ({name})", unit="batch")
-    with frozen(bundle.model), capture(bundle.model, module, detach=True) as rec, stop_after(bundle.model, module):
+    with frozen(bundle.model):
         for start in starts:
-            rec.activations.clear()
-            with contextlib.suppress(StopForward):
-                bundle(images[start:start + batch_size])
-            if name not in rec.activations:
-                raise LayerNotFoundError(f"layer {name!r} did not run in the forward pass of "
-                                         f"{type(bundle.model).__name__}: choose a layer that the model calls "
-                                         f"(lib.models.list_layers(bundle) lists them)")
-            chunks.append(rec.activations[name].flatten(1).float().cpu())
+            x = bundle.preprocess(images[start:start + batch_size].to(bundle.device))
+            chunks.append(output_of(bundle.model, module, x).flatten(1).float().cpu())
     if not chunks:
         raise ValueError("no images to embed (an empty batch)")
     return torch.cat(chunks)

@@ -21,7 +21,6 @@ fields, padded to the full RF size so that the patches of border units line up w
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 

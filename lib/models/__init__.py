@@ -97,6 +97,17 @@ class Bundle:
                 f"input {self.input_size} px, default layer {self.layers.get('default')!r})")
 
 
+def save_weights(state_dict: dict, path: Path) -> str:
+    """Save a state dict to ``path`` and its sha256 to ``<path>.sha256`` (what ``verify_sha256``
+    checks on load); returns the digest."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state_dict, path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    path.with_name(path.name + ".sha256").write_text(f"{digest}  {path.name}\n")
+    return digest
+
+
 def verify_sha256(path: Path, expected: str | None = None) -> str:
     """Check ``path`` against ``expected`` (or the ``<path>.sha256`` file beside it); returns the digest."""
     path = Path(path)
@@ -113,14 +124,19 @@ def verify_sha256(path: Path, expected: str | None = None) -> str:
     return digest
 
 
-def _load_weights(model: nn.Module, path: Path, command: str, cost: str) -> nn.Module:
-    """``model`` with the committed weights at ``path``, checked against their sha256 and read with
-    ``torch.load(weights_only=True)``; a missing file says which command retrains it."""
+def _committed(path: Path, command: str, cost: str) -> Path:
+    """``path`` of committed weights, checked against their sha256; a missing file says which
+    command retrains it."""
     if not path.exists():
         raise ModelNotAvailableError(f"{path} is missing. It is committed with the course; "
                                      f"`{command}` retrains it ({cost}).")
     verify_sha256(path)
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return path
+
+
+def _load_weights(model: nn.Module, path: Path, command: str, cost: str) -> nn.Module:
+    """``model`` with the committed weights at ``path`` (``_committed``), read with ``torch.load(weights_only=True)``."""
+    model.load_state_dict(torch.load(_committed(path, command, cost), map_location="cpu", weights_only=True))
     return model
 
 
@@ -192,11 +208,8 @@ def _load_vgg16_hed(device, **_) -> Bundle:
 def _load_vgg16_cam(device, weights_path: Path | None = None, **_) -> Bundle:
     from . import vgg16_cam
 
-    path = Path(weights_path) if weights_path else vgg16_cam.WEIGHTS
-    if not path.exists():
-        raise ModelNotAvailableError(f"{path} is missing. It is committed with the course; "
-                                     f"`python -m lib.models.vgg16_cam` retrains it.")
-    verify_sha256(path)
+    path = _committed(Path(weights_path) if weights_path else vgg16_cam.WEIGHTS, "python -m lib.models.vgg16_cam",
+                      "about 20 minutes of CPU")
     model = vgg16_cam.build(trained=path)
     return Bundle(
         name="vgg16-cam", model=model.to(device).eval(), preprocess=caffe_preprocess, deprocess=caffe_deprocess,

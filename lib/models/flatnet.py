@@ -13,7 +13,6 @@ same fresh training canvases as ``gapnet``; the model card is ``data/models/flat
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ import torch
 from torch import nn
 
 from .. import data
+from . import save_weights
 
 WEIGHTS = data.DATA_DIR / "models" / "flatnet.pt"
 
@@ -92,10 +92,7 @@ def main(argv=None) -> None:
     print(f"trained {args.steps} steps of {args.batch_size} in {minutes:.1f} min; "
           f"final loss {np.mean(losses[-100:]):.3f}; test accuracy {acc:.4f}")
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), args.out)
-    sha = hashlib.sha256(args.out.read_bytes()).hexdigest()
-    args.out.with_name(args.out.name + ".sha256").write_text(f"{sha}  {args.out.name}\n")
+    sha = save_weights(model.state_dict(), args.out)
     info = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
             "widths": list(model.widths), "hidden": model.hidden,
             "parameters": sum(p.numel() for p in model.parameters()), "minutes": round(minutes, 1),

@@ -13,7 +13,6 @@ weights saved are those after the last step.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from tqdm.auto import tqdm
 from .. import data
 from ..device import seed as seed_all
 from .gapnet import GapNet
+from . import save_weights
 
 TEST_SEED = 20240601
 N_TEST = 2000
@@ -203,10 +203,7 @@ def main(argv=None) -> None:
     print(f"trained {len(losses)} steps of {args.batch_size} in {minutes:.1f} min; "
           f"final loss {np.mean(losses[-100:]):.3f}; test accuracy {acc:.4f}")
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), args.out)
-    sha = hashlib.sha256(args.out.read_bytes()).hexdigest()
-    args.out.with_name(args.out.name + ".sha256").write_text(f"{sha}  {args.out.name}\n")
+    sha = save_weights(model.state_dict(), args.out)
     info_path = args.out.with_suffix(".json")
     info = json.loads(info_path.read_text()) if args.init is not None and info_path.exists() else {}
     info.update(curves)

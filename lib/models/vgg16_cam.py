@@ -18,7 +18,6 @@ Only the weights that differ from the .h5 are committed (block 4 and the head, f
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ from .. import data
 from ..device import seed as seed_all
 from ..images import resize
 from .hed import VGG16Features, load_hed_state
+from . import save_weights
 
 SIZE = 112
 CUT = 23            # features[:23] ends with conv4_3's ReLU (features.22)
@@ -131,10 +131,7 @@ def main(argv=None) -> None:
 
     tuned = {k: v.half() for k, v in model.state_dict().items()
              if not k.startswith("features.") or int(k.split(".")[1]) >= FROZEN}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(tuned, args.out)
-    sha = hashlib.sha256(args.out.read_bytes()).hexdigest()
-    args.out.with_name(args.out.name + ".sha256").write_text(f"{sha}  {args.out.name}\n")
+    save_weights(tuned, args.out)
     info = {"canvases": args.canvases, "size": SIZE, "head_epochs": args.head_epochs,
             "joint_epochs": args.joint_epochs, "batch_size": args.batch_size, "lr": args.lr,
             "seed": args.seed, "minutes": round(minutes, 1), "torch": torch.__version__}
