@@ -30,7 +30,7 @@ from . import save_weights
 
 TEST_SEED = 20240601
 N_TEST = 2000
-RUNS = ("2800:2e-3", "2000:5e-4")   # steps:peak learning rate of each one-cycle run (the committed weights)
+RUNS = ("2800:2e-3", "2000:5e-4")   # steps:peak learning rate[:bf16] of each one-cycle run (the committed weights)
 EMA_DECAY = 0.0   # off for the committed weights; e.g. 0.999 averages the last run
 
 
@@ -43,11 +43,13 @@ def make_test_canvases(path: Path = data.DATA_DIR / "canvases" / "test.npz.xz", 
 
 
 def train_steps(model: torch.nn.Module, batches, steps: int, lr: float = 2e-3,
-                weight_decay: float = 5e-4, progress: bool = True, ema=None) -> list[float]:
+                weight_decay: float = 5e-4, progress: bool = True, ema=None, bf16: bool = False) -> list[float]:
     """Train ``model`` for ``steps`` steps on an iterator of (images, labels) display-space batches.
 
     AdamW with a one-cycle learning-rate schedule; returns the loss of every step. ``ema``, a
-    ``torch.optim.swa_utils.AveragedModel`` of ``model``, is updated after every step.
+    ``torch.optim.swa_utils.AveragedModel`` of ``model``, is updated after every step. ``bf16``
+    runs forward and backward under bfloat16 autocast (weights and optimiser state stay float32):
+    about 2.5x faster on a CPU with AVX512-BF16, and what the GPU machine would use too.
     """
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
@@ -57,7 +59,9 @@ def train_steps(model: torch.nn.Module, batches, steps: int, lr: float = 2e-3,
     for step in bar:
         x, y = next(batches)
         x = x.contiguous(memory_format=torch.channels_last)
-        loss = F.cross_entropy(model(x), y)
+        device_type = next(model.parameters()).device.type
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
+            loss = F.cross_entropy(model(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -138,9 +142,10 @@ def canvas_figure(path: Path = data.DATA_DIR / "models" / "canvases.png", n: int
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--runs", nargs="+", default=list(RUNS), metavar="STEPS:LR",
+    p.add_argument("--runs", nargs="+", default=list(RUNS), metavar="STEPS:LR[:bf16]",
                    help="one-cycle runs, each from the previous run's weights on fresh canvases "
-                        "(canvas seed = seed + run index); default: %(default)s")
+                        "(canvas seed = seed + run index); ':bf16' trains that run under bfloat16 "
+                        "autocast; default: %(default)s")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--ema", type=float, default=EMA_DECAY,
                    help="decay of the exponential moving average of the weights (and BatchNorm statistics) "
@@ -173,7 +178,10 @@ def main(argv=None) -> None:
     photos = data.background_photos("train")
     seed_all(args.seed)
     model = GapNet().to(memory_format=torch.channels_last)
-    runs = [(args.seed + i, int(n), float(lr)) for i, (n, lr) in enumerate(r.split(":") for r in args.runs)]
+    runs = [(args.seed + i, int(n), float(lr), rest == ["bf16"])
+            for i, (n, lr, *rest) in enumerate(r.split(":") for r in args.runs)]
+    if any(len(r.split(":")) not in (2, 3) or r.split(":")[2:] not in ([], ["bf16"]) for r in args.runs):
+        p.error(f"--runs takes STEPS:LR or STEPS:LR:bf16, got {args.runs}")
     if args.init is not None:
         model.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=True))
     elif args.skip:
@@ -181,14 +189,16 @@ def main(argv=None) -> None:
     t0 = time.time()
     curves, ema, losses = {}, None, []
     test = data.load_canvases("test")
-    for i, (seed, steps, lr) in enumerate(runs[args.skip:], start=args.skip):
+    for i, (seed, steps, lr, bf16) in enumerate(runs[args.skip:], start=args.skip):
         seed_all(seed)
         if i == len(runs) - 1 and args.ema:
             ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.ema), use_buffers=True)
         gen = data.CanvasGenerator(items, labels, photos, seed=seed)
         t = time.time()
-        run_losses = train_steps(model, canvas_batches(gen, args.batch_size), steps, lr=lr, ema=ema)
-        curves[f"run{i + 1}"] = {"steps": steps, "lr": lr, "seed": seed, "minutes": round((time.time() - t) / 60, 1),
+        run_losses = train_steps(model, canvas_batches(gen, args.batch_size), steps, lr=lr, ema=ema,
+                                  bf16=bf16)
+        curves[f"run{i + 1}"] = {"steps": steps, "lr": lr, "seed": seed, "bf16": bf16,
+                                 "minutes": round((time.time() - t) / 60, 1),
                                  "loss_curve": [round(float(np.mean(run_losses[j:j + 100])), 4)
                                                 for j in range(0, len(run_losses), 100)],
                                  "test_accuracy": round(accuracy(model, test), 4)}
