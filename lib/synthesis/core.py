@@ -111,16 +111,18 @@ class FourierImage:
 
 
 _COLOUR_SQRT: torch.Tensor | None = None
+#: The photos (data/images) whose colour statistics ``photo_colour_sqrt`` measures.
+PHOTOS = ("astronaut", "chelsea", "coffee", "grace_hopper")
 
 
 def photo_colour_sqrt() -> torch.Tensor:
-    """Square root of the RGB covariance of the course's photos (data/images), normalised so its
+    """Square root of the RGB covariance of the course's photos (``PHOTOS``), normalised so its
     largest column has norm 1: the map from decorrelated to RGB colour used by ``FourierImage``."""
     global _COLOUR_SQRT
     if _COLOUR_SQRT is None:
         from .. import data, images
 
-        paths = sorted((data.DATA_DIR / "images").glob("*.jpg"))
+        paths = [data.DATA_DIR / "images" / f"{n}.jpg" for n in PHOTOS]
         pixels = torch.cat([images.load(p, size=128)[0].flatten(1) for p in paths], dim=1).double()
         cov = torch.cov(pixels)
         vals, vecs = torch.linalg.eigh(cov)
