@@ -21,6 +21,7 @@ image at the start and the end, and its history.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -32,7 +33,7 @@ from tqdm.auto import tqdm
 
 from .. import hooks
 
-__all__ = ["PixelImage", "FourierImage", "photo_colour_sqrt", "Objective", "activation", "class_score", "channel",
+__all__ = ["PixelImage", "FourierImage", "photo_colour_sqrt", "Objective", "activation", "activations", "class_score", "channel",
            "layer_energy", "Jitter", "RandomAffine", "NormalizedStep", "total_variation", "optimize", "Optimized"]
 
 
@@ -162,6 +163,17 @@ def activation(bundle, layer: str, x: torch.Tensor) -> torch.Tensor:
     as 'conv4_3' for the VGG16 bundles) for display-space ``x``; the forward pass stops there."""
     name = bundle.layers.get(layer, layer)
     return hooks.output_of(bundle.model, name, bundle.preprocess(x.to(bundle.device)))
+
+
+def activations(bundle, layers: Sequence[str], x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The outputs of several ``layers`` (names as for ``activation``) from one forward pass that
+    stops after the last of them; a dict keyed by the names as given."""
+    names = {layer: bundle.layers.get(layer, layer) for layer in layers}
+    model = bundle.model
+    with hooks.capture(model, list(names.values())) as rec, hooks.stop_after(model, list(names.values())):
+        with contextlib.suppress(hooks.StopForward):
+            model(bundle.preprocess(x.to(bundle.device)))
+    return {layer: rec.activations[name] for layer, name in names.items()}
 
 
 def class_score(c: int) -> Objective:
