@@ -29,8 +29,9 @@ LAYER_SETS = {f"up to conv{k}": TEXTURE_LAYERS[:k] for k in range(1, 6)}
 def gram(features: torch.Tensor) -> torch.Tensor:
     """G = F F^T / (H W) for features N x C x H x W; returns N x C x C."""
     n, c, h, w = features.shape
-    f = features.reshape(n, c, h * w)
-    return f @ f.transpose(1, 2) / (h * w)
+    with torch.autocast(features.device.type, enabled=False):   # in float32 even under bf16 autocast
+        f = features.float().reshape(n, c, h * w)
+        return f @ f.transpose(1, 2) / (h * w)
 
 
 @torch.no_grad()
@@ -53,12 +54,13 @@ def gram_targets(bundle, images: torch.Tensor | Sequence[torch.Tensor], layers: 
 
 def texture_loss(feats: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor],
                  layer_weights: Mapping[str, float] | None = None) -> torch.Tensor:
-    """sum_l w_l mean((G^l(x) - G^l(s))^2) / mean(G^l(s)^2), per image (N,)."""
+    """sum_l w_l mean((G^l(x) - G^l(s))^2) / mean(G^l(s)^2), per image (N,). A target is 1 x C x C
+    (one style for all images) or N x C x C (each image its own style)."""
     total = 0
     for layer, target in targets.items():
         g = gram(feats[layer])
         w = 1.0 if layer_weights is None else layer_weights.get(layer, 0.0)
-        total = total + w * (g - target).pow(2).flatten(1).mean(1) / target.pow(2).mean()
+        total = total + w * (g - target).pow(2).flatten(1).mean(1) / target.pow(2).flatten(1).mean(1)
     return total
 
 
