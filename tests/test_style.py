@@ -52,3 +52,12 @@ def test_luminance_roundtrip_and_histogram_matching(pair):
 def test_bad_colour_option(hed, pair):
     with pytest.raises(ValueError, match="luminance"):
         ST.style_transfer(hed, *pair, colour="lab", steps=1, progress=False)
+
+
+def test_transfer_losses_agree_with_style_transfer(hed, pair):
+    content, style = pair
+    r = ST.style_transfer(hed, content, style, steps=3, progress=False)
+    parts = ST.transfer_losses(hed, r.image, content, style)
+    assert parts["content"] == pytest.approx(r.parts["content"].item(), rel=1e-4)
+    assert parts["style"] == pytest.approx(r.parts["style"].item(), rel=1e-4)
+    assert ST.transfer_losses(hed, content, content, style)["content"] == 0

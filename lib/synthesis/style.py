@@ -22,7 +22,8 @@ from ..images import resize
 from .core import Objective, Optimized, PixelImage, activations, optimize, total_variation
 from .texture import TEXTURE_LAYERS, gram_targets, texture_loss
 
-__all__ = ["CONTENT_LAYER", "content_loss", "style_transfer_objective", "style_transfer", "match_colours",
+__all__ = ["CONTENT_LAYER", "content_loss", "style_transfer_objective", "style_transfer", "transfer_losses",
+           "match_colours",
            "luminance", "with_luminance"]
 
 CONTENT_LAYER = "conv4_2"
@@ -97,19 +98,8 @@ def style_transfer(bundle, content: torch.Tensor, style: torch.Tensor | Sequence
     first). ``steps`` counts L-BFGS evaluations. The returned record's ``start``/``end`` are minus
     the total loss; ``record.parts`` has the content, style and TV losses at the end.
     """
-    if colour not in (None, "luminance", "histogram"):
-        raise ValueError(f"colour must be None, 'luminance' or 'histogram', got {colour!r}")
-    styles = [style] if isinstance(style, torch.Tensor) else list(style)
-    if style_size is not None:
-        styles = [resize(s, _long_side(s, style_size)) for s in styles]
     content = content.to(bundle.device)
-    if colour == "histogram":
-        styles = [match_colours(s, content) for s in styles]
-    target_content = content
-    if colour == "luminance":
-        styles = [luminance(s) for s in styles]
-        target_content = luminance(content)
-    targets = gram_targets(bundle, [s.to(bundle.device) for s in styles], style_layers, weights=style_mix)
+    target_content, targets = _targets(bundle, content, style, style_mix, style_layers, style_size, colour)
     objective = style_transfer_objective(bundle, target_content, targets, content_layer, content_weight,
                                          style_weight, tv_weight)
     record = optimize(bundle, objective, PixelImage(target_content), steps=steps, lr=1.0, optimizer="lbfgs",
@@ -120,6 +110,33 @@ def style_transfer(bundle, content: torch.Tensor, style: torch.Tensor | Sequence
     if colour == "luminance":
         record.image = with_luminance(content.cpu(), record.image)
     return record
+
+
+def _targets(bundle, content, style, style_mix, style_layers, style_size, colour):
+    """The content image the loss compares with, and the (blended) Gram targets of the style(s)."""
+    if colour not in (None, "luminance", "histogram"):
+        raise ValueError(f"colour must be None, 'luminance' or 'histogram', got {colour!r}")
+    styles = [style] if isinstance(style, torch.Tensor) else list(style)
+    if style_size is not None:
+        styles = [resize(s, _long_side(s, style_size)) for s in styles]
+    if colour == "histogram":
+        styles = [match_colours(s, content) for s in styles]
+    if colour == "luminance":
+        styles, content = [luminance(s) for s in styles], luminance(content)
+    return content, gram_targets(bundle, [s.to(bundle.device) for s in styles], style_layers, weights=style_mix)
+
+
+@torch.no_grad()
+def transfer_losses(bundle, image: torch.Tensor, content: torch.Tensor, style, style_mix=None,
+                    style_layers: Sequence[str] = TEXTURE_LAYERS, content_layer: str = CONTENT_LAYER,
+                    style_size: int | None = None) -> dict[str, float]:
+    """The content, style and TV losses of any ``image`` (e.g. a feed-forward network's output)
+    against a content photo and style image(s), exactly as ``style_transfer`` measures them."""
+    content = content.to(bundle.device)
+    target_content, targets = _targets(bundle, content, style, style_mix, style_layers, style_size, None)
+    objective = style_transfer_objective(bundle, target_content, targets, content_layer)
+    objective(bundle, image.to(bundle.device))
+    return {k: v.item() for k, v in objective.parts.items()}
 
 
 def _long_side(x: torch.Tensor, side: int) -> tuple[int, int]:
