@@ -327,6 +327,7 @@ def optimize(bundle, objective: Objective, param, steps: int = 100, lr: float = 
                     bar.update(1)
                     return loss
                 opt.step(closure)
+                param.project()   # L-BFGS does not project between evaluations: the result is projected once
             else:
                 for step in range(steps):
                     opt.zero_grad(set_to_none=True)
