@@ -542,3 +542,109 @@ def show_curves(panels: dict[str, dict[str, torch.Tensor]], x: torch.Tensor | Se
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     return _finish(fig, show)
+
+
+# --------------------------------------------------------------------------- chapter 11: adversarial examples
+__all__ += ["show_adversarial"]
+
+
+def show_adversarial(original: torch.Tensor, adversarial: dict[str, torch.Tensor],
+                     titles: dict[str, Sequence[str]] | None = None, magnify: float | None = None,
+                     size: float = 1.5, suptitle: str | None = None, show: bool = True):
+    """A column per image: the ``original`` (N x 3 x H x W), then for each attack in ``adversarial``
+    ({label: N x 3 x H x W results}) a row with its change drawn magnified, 0.5 + k (result - original)
+    (gray: unchanged, clipped to [0, 1]), and a row with the result itself.
+
+    ``magnify`` (k): one factor for all rows, so changes can be compared; by default the largest
+    whole number that keeps the largest |change| of all rows inside [0, 1]. It is written in the row
+    label. ``titles``: {"original", an attack's label, or "<label> change": N titles}.
+    """
+    original = original.detach().cpu().float()
+    deltas = {label: adv.detach().cpu().float() - original for label, adv in adversarial.items()}
+    if magnify is None:
+        top = max(float(d.abs().max()) for d in deltas.values())
+        magnify = max(1, math.floor(0.5 / max(top, 1e-12)))
+    rows, row_titles = {"original": original}, {}
+    titles = titles or {}
+    if "original" in titles:
+        row_titles["original"] = titles["original"]
+    for label, adv in adversarial.items():
+        change = f"{label}: change x{magnify:g}"
+        rows[change] = (0.5 + magnify * deltas[label]).clamp(0, 1)
+        rows[label] = adv.detach().cpu().float()
+        if f"{label} change" in titles:
+            row_titles[change] = titles[f"{label} change"]
+        if label in titles:
+            row_titles[label] = titles[label]
+    if len(original) == 1:   # one image: the rows side by side
+        names = list(rows)
+        fig = show_images(torch.cat([rows[r] for r in names]), ncols=len(names), size=size * 1.3, show=False,
+                          titles=[r + (f"\n{row_titles[r][0]}" if r in row_titles else "") for r in names],
+                          suptitle=suptitle)
+        return _finish(fig, show)
+    return show_image_rows(rows, titles=row_titles, size=size, suptitle=suptitle, show=show)
+
+
+# --------------------------------------------------------------------------- chapter 13: DeepDream
+__all__ += ["show_dreams", "show_octaves"]
+
+
+def show_dreams(photo: torch.Tensor, dreams: Sequence, labels: Sequence[str] | None = None, size: float = 2.6,
+                suptitle: str | None = None, show: bool = True):
+    """The photo (1 x 3 x H x W or 3 x H x W), then the first image of each dream (``Optimized`` or
+    ``Dream`` records), each titled with its label (default: its objective) and the objective's
+    value on the photo and on the dream."""
+    photo = photo[0] if photo.dim() == 4 else photo
+    fig, axes = _axes(len(dreams) + 1, len(dreams) + 1, size)
+    axes[0].imshow(I.to_numpy(photo))
+    axes[0].set_title("photo", fontsize=8)
+    for ax, d, label in zip(axes[1:], dreams, labels or [d.objective for d in dreams]):
+        ax.imshow(I.to_numpy(d.image[0]))
+        ax.set_title(f"{label}\n{float(d.start[0]):.3g} → {float(d.end[0]):.3g}", fontsize=8)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    return _finish(fig, show)
+
+
+def show_octaves(dream, size: float = 2.6, suptitle: str | None = None, show: bool = True):
+    """Each octave of a ``Dream`` (its first image) at its own resolution, smallest first, drawn to
+    scale: the panels' widths follow the octaves' widths."""
+    widths = [o.size[1] for o in dream.octaves]
+    n = len(widths)
+    fig, axes = plt.subplots(1, n, figsize=(size * sum(widths) / max(widths) + 0.2 * n, size + 0.7), squeeze=False,
+                             gridspec_kw={"width_ratios": widths})
+    for k, (ax, o) in enumerate(zip(axes[0], dream.octaves)):
+        ax.imshow(I.to_numpy(o.image[0]), interpolation="antialiased")
+        ax.axis("off")
+        ax.set_title(f"octave {k + 1}: {o.size[0]}x{o.size[1]}\n{float(o.start[0]):.3g} → {float(o.end[0]):.3g}",
+                     fontsize=8)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    return _finish(fig, show)
+
+
+# --------------------------------------------------------------------------- chapter 12: feature inversion
+__all__ += ["show_inversions"]
+
+
+def show_inversions(original: torch.Tensor, results: Sequence, labels: Sequence[str] | None = None,
+                    errors: Sequence | None = None, size: float = 2.2, ncols: int | None = None,
+                    suptitle: str | None = None, show: bool = True):
+    """The original (1 x 3 x H x W or 3 x H x W), then the first image of each reconstruction
+    (``Optimized`` records), titled with its label (default: its objective) and, when ``errors``
+    (``InversionErrors``, one per result) are given, the relative feature error and the pixel RMSE.
+    The suptitle defaults to the model that made the reconstructions."""
+    original = original[0] if original.dim() == 4 else original
+    n = len(results) + 1
+    fig, axes = _axes(n, ncols or n, size)
+    axes[0].imshow(I.to_numpy(original))
+    axes[0].set_title("original", fontsize=8)
+    labels = labels or [r.objective for r in results]
+    for k, (ax, r, label) in enumerate(zip(axes[1:], results, labels)):
+        ax.imshow(I.to_numpy(r.image[0]))
+        if errors is not None:
+            e = errors[k]
+            label = f"{label}\nfeature err {float(e.feature[0]):.2g}, RMSE {float(e.pixel[0]):.2f}"
+        ax.set_title(label, fontsize=8)
+    fig.suptitle(suptitle or f"inverted with {results[0].model}", fontsize=10)
+    return _finish(fig, show)

@@ -353,3 +353,314 @@ def threshold_explorer(images: torch.Tensor, maps: dict[str, torch.Tensor], boxe
 
     out = W.interactive_output(draw, {"method": method, "index": index, "fraction": fraction})
     return W.VBox([W.HBox([method, index, fraction]), out])
+
+
+# --------------------------------------------------------------------------- chapter 11: adversarial examples
+__all__ += ["attack_explorer"]
+
+
+def attack_explorer(bundle, x: torch.Tensor, target: int | None = None,
+                    epsilons: Sequence[float] = (1 / 255, 2 / 255, 4 / 255, 8 / 255), eps: float = 4 / 255,
+                    steps: int = 4, size: float = 1.8):
+    """Method (FGSM or iterative FGSM), target class, eps and step sliders for one image ``x``
+    (1 x 3 x H x W): the original, its change (magnified) and the result, with the predictions.
+
+    FGSM's direction towards every other class is one gradient for the batch, computed up front.
+    Per eps, an iterative-FGSM run towards every class at once (alpha = 1.25 eps / steps, not
+    stopped at success), kept after each step, is computed the first time that eps is shown and
+    cached, so only the default eps costs anything when the widget is made; moving the target or
+    step slider only redraws.
+    """
+    import ipywidgets as W
+
+    from .synthesis.adversarial import _probs, fgsm_direction, iterative_fgsm
+
+    names = bundle.require_classes("attack_explorer")
+    x = x[:1].detach().cpu().float()
+    p0 = _probs(bundle, x)[0]
+    pred = int(p0.argmax())
+    targets = [c for c in range(len(names)) if c != pred]
+    tt = torch.tensor(targets)
+    xs = x.expand(len(targets), -1, -1, -1).contiguous()
+    direction = fgsm_direction(bundle, xs, tt)
+    results: dict = {}
+
+    def compute(e: float) -> None:
+        if ("FGSM", e) in results:
+            return
+        adv = (xs + e * direction).clamp(0, 1)
+        results["FGSM", e] = (adv[None], _probs(bundle, adv)[None])
+        traj: list = []
+        iterative_fgsm(bundle, xs, tt, eps=e, steps=steps, stop_at_success=False, trajectory=traj)
+        traj_t = torch.stack(traj[1:])                                       # steps x T x 3 x H x W
+        probs = _probs(bundle, traj_t.flatten(0, 1)).view(steps, len(targets), -1)
+        results["iterative FGSM", e] = (traj_t, probs)
+
+    w_method = W.ToggleButtons(options=["FGSM", "iterative FGSM"], value="iterative FGSM", description="method")
+    w_target = W.Dropdown(options=[(names[c], c) for c in targets],
+                          value=target if target in targets else targets[0], description="target")
+    w_eps = W.SelectionSlider(options=[(f"{255 * e:g}/255", e) for e in epsilons],
+                              value=min(epsilons, key=lambda e: abs(e - eps)), description="eps",
+                              continuous_update=False)
+    w_step = W.IntSlider(value=steps, min=1, max=steps, description="steps", continuous_update=False)
+    w_method.observe(lambda change: setattr(w_step, "disabled", change["new"] == "FGSM"), names="value")
+    compute(w_eps.value)
+
+    def draw(method: str, target: int, eps: float, step: int):
+        compute(eps)
+        j = targets.index(target)
+        images, probs = results[method, eps]
+        k = 0 if method == "FGSM" else step - 1
+        adv, p = images[k, j:j + 1], probs[k, j]
+        q = int(p.argmax())
+        label = method if method == "FGSM" else f"{method}, {step} step{'s' if step > 1 else ''}"
+        d = (adv - x).flatten()
+        print(f"p({names[target]}): {p0[target]:.3f} -> {p[target]:.3f};  predicted: {names[q]} ({p[q]:.2f})"
+              f"{'  = the target' if q == target else ''};  change: Linf {255 * float(d.abs().max()):.1f}/255, "
+              f"L2 {float(d.norm()):.3f}")
+        plot.show_adversarial(x, {label: adv}, size=size,
+                              titles={"original": [f"{names[pred]} {p0[pred]:.2f}"], label: [f"{names[q]} {p[q]:.2f}"]},
+                              suptitle=f"{bundle.name}: towards '{names[target]}', eps {255 * eps:g}/255")
+
+    out = W.interactive_output(draw, {"method": w_method, "target": w_target, "eps": w_eps, "step": w_step})
+    return W.VBox([W.HBox([w_method, w_target]), W.HBox([w_eps, w_step]), out])
+
+
+# --------------------------------------------------------------------------- chapter 13: DeepDream
+__all__ += ["dream_explorer"]
+
+
+def dream_explorer(bundle, image: torch.Tensor, layers: Sequence[str], layer: str | None = None, octaves: int = 4,
+                   steps: int = 10, step_size: float = 0.002,
+                   step_sizes: Sequence[float] = (0.001, 0.002, 0.003, 0.005, 0.01, 0.015, 0.02),
+                   known: Sequence = (),
+                   model_name: str | None = None, size: float = 3.2):
+    """Layer menu and octaves, steps and step-size sliders dreaming ``image`` (1 x 3 x H x W) with
+    ``lib.synthesis.dream.deepdream`` on mean(A^2) of the chosen layer.
+
+    A dream costs seconds, too much to precompute every setting on a CPU: each setting is computed
+    when the sliders stop (``continuous_update=False``) and kept, so going back to it only redraws.
+    ``known``: ``Dream`` records already computed (e.g. the default setting, made earlier in the
+    notebook), used instead of computing them again.
+    """
+    import ipywidgets as W
+
+    from .synthesis.core import layer_energy
+    from .synthesis.dream import deepdream
+
+    x = image[:1]
+    cache = {(d.objective, d.settings["octaves"], d.settings["steps"], d.settings["step_size"]): d for d in known}
+
+    def compute(lay, n_oct, n_steps, ss):
+        key = (layer_energy(lay).name, n_oct, n_steps, ss)
+        if key not in cache:
+            cache[key] = deepdream(bundle, x, lay, octaves=n_oct, steps=n_steps, step_size=ss)
+        return cache[key]
+
+    if step_size not in step_sizes:
+        step_sizes = sorted({*step_sizes, step_size})
+    w_layer = W.Dropdown(options=list(layers), value=layer or layers[0], description="layer")
+    w_oct = W.IntSlider(value=octaves, min=1, max=6, description="octaves", continuous_update=False)
+    w_steps = W.IntSlider(value=steps, min=2, max=30, step=2 if steps % 2 == 0 else 1, description="steps",
+                          continuous_update=False)
+    w_ss = W.SelectionSlider(options=list(step_sizes), value=step_size, description="step size",
+                             continuous_update=False)
+
+    def draw(lay, n_oct, n_steps, ss):
+        d = compute(lay, n_oct, n_steps, ss)
+        print(f"{d.objective}: {float(d.start[0]):.3g} -> {float(d.end[0]):.3g} (x{float(d.gain[0]):.1f}), "
+              f"{len(d.octaves)} octaves x {n_steps} steps in {d.seconds:.1f} s")
+        plot.show_dreams(x, [d], labels=[f"{lay}, {n_oct} octaves, {n_steps} steps of {ss:g}"], size=size,
+                         suptitle=f"DeepDream with {model_name or bundle.name}")
+
+    out = W.interactive_output(draw, {"lay": w_layer, "n_oct": w_oct, "n_steps": w_steps, "ss": w_ss})
+    return W.VBox([W.HBox([w_layer, w_oct]), W.HBox([w_steps, w_ss]), out])
+
+
+# --------------------------------------------------------------------------- chapter 10: class models
+__all__ += ["regulariser_explorer"]
+
+
+def regulariser_explorer(bundle, classes, steps: int = 30, lr: float = 0.05, strengths: dict | None = None,
+                         on=tuple(), results: dict | None = None, size: float = 1.6):
+    """A checkbox per regulariser of ``lib.synthesis.class_models.class_model`` (L2 decay, blur, norm
+    clip, contribution clip, jitter): the class models of ``classes`` (one image each) with the
+    ticked ones on, at ``strengths`` (``class_model`` keywords), with each image's score and p(class).
+
+    Each setting is optimised the first time it is ticked (one ``class_model`` call, ``steps`` steps)
+    and cached; ``results`` = {tuple of regulariser names: Optimized} seeds the cache (e.g. with the
+    runs of a figure), so only settings never seen are computed. ``on``: the setting shown first.
+    """
+    import ipywidgets as W
+
+    from .synthesis import class_models as CM
+
+    names = bundle.require_classes("regulariser_explorer")
+    classes = [int(c) for c in classes]
+    strengths = dict(strengths or {})
+    order = list(CM.REGULARISERS)
+    labels = {"l2": "L2 decay", "blur": "blur", "norm": "norm clip", "contrib": "contribution clip",
+              "jitter": "jitter"}
+    cache: dict = {}
+    for key, r in (results or {}).items():
+        key = tuple(k for k in order if k in key)
+        cache[key] = (r, CM.class_report(bundle, r.image, classes))
+
+    def compute(key):
+        if key not in cache:
+            r = CM.class_model(bundle, classes, steps=steps, lr=lr, **CM.settings(strengths, key))
+            cache[key] = (r, CM.class_report(bundle, r.image, classes))
+        return cache[key]
+
+    boxes = [W.Checkbox(value=name in on, description=labels[name], indent=False, layout=W.Layout(width="auto"))
+             for name in order]
+    compute(tuple(k for k in order if k in on))
+
+    def draw(**ticks):
+        key = tuple(k for k in order if ticks[k])
+        r, rep = compute(key)
+        titles = [f"{names[c]}\nS={t:.1f}, p={p:.2f}" for c, t, p in zip(classes, rep.target.tolist(),
+                                                                          rep.prob.tolist())]
+        plot.show_images(r.image, titles, ncols=len(classes), size=size,
+                         suptitle=f"{bundle.name}: class models, {CM.describe(**CM.settings(strengths, key))}")
+
+    out = W.interactive_output(draw, dict(zip(order, boxes)))
+    return W.VBox([W.HBox(boxes), out])
+
+
+# --------------------------------------------------------------------------- chapter 12: feature inversion
+__all__ += ["inversion_explorer"]
+
+
+def inversion_explorer(bundle, image: torch.Tensor, layers: Sequence[str], tv_weights: Sequence[float],
+                       layer: str | None = None, tv_weight: float | None = None, known: dict | None = None,
+                       model_name: str | None = None, size: float = 2.8, **invert_kwargs):
+    """Layer menu and TV-weight slider showing ``image`` (1 x 3 x H x W) reconstructed from its
+    features at that layer (``lib.synthesis.invert(bundle, image, layer, tv_weight, **invert_kwargs)``).
+
+    An inversion costs seconds on a CPU, too much to precompute the whole grid: each setting is
+    computed when the slider stops (``continuous_update=False``) and kept, so going back to it only
+    redraws. ``known``: {(layer, tv_weight): Optimized} already computed (e.g. the runs of the
+    chapter's figures), used instead of computing them again.
+    """
+    import ipywidgets as W
+
+    from .synthesis.inversion import invert, inversion_errors
+
+    x = image[:1]
+    layer = layer or layers[0]
+    tv_weight = tv_weights[0] if tv_weight is None else tv_weight
+    if tv_weight not in tv_weights:
+        tv_weights = sorted({*tv_weights, tv_weight})
+    cache = {key: (r, inversion_errors(bundle, r, x, key[0])) for key, r in (known or {}).items()}
+
+    def compute(lay, tv):
+        if (lay, tv) not in cache:
+            r = invert(bundle, x, lay, tv_weight=tv, **invert_kwargs)
+            cache[lay, tv] = (r, inversion_errors(bundle, r, x, lay))
+        return cache[lay, tv]
+
+    w_layer = W.Dropdown(options=list(layers), value=layer, description="layer")
+    w_tv = W.SelectionSlider(options=list(tv_weights), value=tv_weight, description="TV weight",
+                             continuous_update=False)
+
+    def draw(lay, tv):
+        r, e = compute(lay, tv)
+        plot.show_inversions(x, [r], labels=[f"{lay}, TV weight {tv:g}"], errors=[e], size=size,
+                             suptitle=f"inverted with {model_name or r.model}")
+
+    out = W.interactive_output(draw, {"lay": w_layer, "tv": w_tv})
+    return W.VBox([W.HBox([w_layer, w_tv]), out])
+
+
+# --------------------------------------------------------------------------- chapters 14-15: texture, style
+__all__ += ["texture_explorer", "style_explorer", "stylenet_explorer"]
+
+
+def texture_explorer(bundle, samples: dict[str, torch.Tensor], layer_sets: dict[str, Sequence[str]],
+                     sizes: Sequence[int] = (48, 64, 96, 128), steps: int = 100, size: float = 2.6):
+    """Sample and layer-set menus and an output-size slider for ``synthesis.synthesize_texture``.
+
+    A synthesis costs seconds: each setting is computed when the controls stop and kept, so going
+    back to it only redraws.
+    """
+    import ipywidgets as W
+
+    from .images import resize
+    from .synthesis.texture import synthesize_texture
+
+    cache: dict = {}
+    w_sample = W.Dropdown(options=list(samples), description="sample")
+    w_layers = W.Dropdown(options=list(layer_sets), value=list(layer_sets)[-1], description="layers")
+    w_size = W.SelectionSlider(options=list(sizes), value=64 if 64 in sizes else sizes[0], description="size (px)",
+                               continuous_update=False)
+
+    def draw(sample, layers, px):
+        key = (sample, layers, px)
+        if key not in cache:
+            cache[key] = synthesize_texture(bundle, samples[sample], layer_sets[layers], size=px, steps=steps,
+                                            progress=False)
+        r = cache[key]
+        plot.show_image_rows({"": torch.cat([resize(samples[sample], (px, px)), r.image])},
+                             {"": ["sample (resized)", f"{layers}: loss {-r.start.item():.2g} -> {-r.end.item():.2g}"]},
+                             size=size, suptitle=f"texture synthesis with {bundle.name}")
+
+    out = W.interactive_output(draw, {"sample": w_sample, "layers": w_layers, "px": w_size})
+    return W.VBox([W.HBox([w_sample, w_layers, w_size]), out])
+
+
+def style_explorer(bundle, content: torch.Tensor, styles: dict[str, torch.Tensor],
+                   weights: Sequence[float] = (1.0, 3.0, 10.0, 30.0, 100.0), style_sizes: Sequence[int] | None = None,
+                   steps: int = 60, done: dict | None = None, size: float = 3.0):
+    """Style menu, style-weight and style-size sliders for ``synthesis.style_transfer`` of ``content``.
+
+    Each setting is computed when the controls stop and kept. ``done``: results already computed,
+    keyed by (style name, style weight, style size), e.g. the default setting made earlier.
+    """
+    import ipywidgets as W
+
+    from .synthesis.style import style_transfer
+
+    cache = dict(done or {})
+    long_side = max(content.shape[-2:])
+    style_sizes = list(style_sizes or (long_side // 2, long_side, 2 * min(content.shape[-2:])))
+    w_style = W.Dropdown(options=list(styles), description="style")
+    w_weight = W.SelectionSlider(options=[float(w) for w in weights], value=10.0 if 10.0 in weights else weights[0],
+                                 description="style weight", continuous_update=False)
+    w_size = W.SelectionSlider(options=sorted(set(style_sizes)), value=max(style_sizes), description="style px",
+                               continuous_update=False)
+
+    def draw(style, weight, style_px):
+        key = (style, weight, style_px)
+        if key not in cache:
+            cache[key] = style_transfer(bundle, content, styles[style], style_weight=weight, style_size=style_px,
+                                        steps=steps, progress=False)
+        r = cache[key]
+        parts = {k: round(v.item(), 3) for k, v in r.parts.items()}
+        plot.show_images(torch.cat([content.cpu(), r.image]),
+                         ["content", f"{style}, weight {weight:g}, style at {style_px} px\n{parts}"], ncols=2,
+                         size=size, suptitle=f"style transfer with {bundle.name}")
+
+    out = W.interactive_output(draw, {"style": w_style, "weight": w_weight, "style_px": w_size})
+    return W.VBox([W.HBox([w_style, w_weight, w_size]), out])
+
+
+def stylenet_explorer(net, photo: torch.Tensor, size: float = 3.0):
+    """One slider per style of a ``models.stylenet.StyleNet``: the mix of normalisation parameters
+    (weights normalised to sum to 1) applied to ``photo``. A forward pass takes milliseconds, so it
+    runs on every move."""
+    import ipywidgets as W
+
+    sliders = {name: W.FloatSlider(value=1.0 if i == 0 else 0.0, min=0, max=1, step=0.05, description=name)
+               for i, name in enumerate(net.styles)}
+
+    def draw(**mix):
+        w = torch.tensor([mix[n] for n in net.styles])
+        w = w / w.sum() if w.sum() > 0 else torch.full_like(w, 1 / len(w))
+        with torch.no_grad():
+            y = net(photo.to(next(net.parameters()).device), w).cpu()
+        label = " + ".join(f"{v:.2f} {n}" for n, v in zip(net.styles, w.tolist()) if v > 0)
+        plot.show_images(y, [f"stylenet: {label}"], ncols=1, size=size)
+
+    out = W.interactive_output(draw, sliders)
+    return W.VBox([W.HBox(list(sliders.values())), out])
