@@ -34,7 +34,7 @@ import torch
 
 from .. import hooks
 from ..errors import CourseError
-from .core import Objective, PixelImage, optimize
+from .core import Objective, PixelImage, check_rgb, optimize
 
 __all__ = ["AttackTargetError", "Attack", "EpsBall", "adversarial_objective", "next_class", "least_likely",
            "correctly_classified", "fgsm_direction", "fgsm", "iterative_fgsm", "targeted_ascent",
@@ -104,11 +104,7 @@ def adversarial_objective(target, objective: str = "log_prob", n: int | None = N
 
 
 def _images(x: torch.Tensor) -> torch.Tensor:
-    if not torch.is_tensor(x) or x.dim() != 4 or x.shape[1] != 3:
-        shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
-        raise ValueError(f"attacks take display-space images N x 3 x H x W in [0, 1], got {shape}; "
-                         f"a single image x (3 x H x W) is x[None]")
-    return x.detach().float().cpu()
+    return check_rgb(x, "an attack").detach().float().cpu()
 
 
 @torch.no_grad()

@@ -33,19 +33,28 @@ from tqdm.auto import tqdm
 
 from .. import hooks
 
-__all__ = ["PixelImage", "FourierImage", "photo_colour_sqrt", "Objective", "activation", "activations", "class_score", "channel",
+__all__ = ["check_rgb", "PixelImage", "FourierImage", "photo_colour_sqrt", "Objective", "activation", "activations", "class_score", "channel",
            "layer_energy", "Jitter", "RandomAffine", "NormalizedStep", "total_variation", "optimize", "Optimized"]
 
 
 # --------------------------------------------------------------------------------------------
 # Parameterisations
 # --------------------------------------------------------------------------------------------
+def check_rgb(x: torch.Tensor, who: str) -> torch.Tensor:
+    """``x``, after checking that it is a batch of display-space RGB images (N x 3 x H x W);
+    otherwise a ``ValueError`` that says, for ``who``, what to pass instead."""
+    if not torch.is_tensor(x) or x.dim() != 4 or x.shape[1] != 3:
+        shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
+        raise ValueError(f"{who} wants display-space images N x 3 x H x W in [0, 1], got {shape}; a single "
+                         f"image (3 x H x W) is x[None]; load one with lib.images.load(path, size=...)")
+    return x
+
+
 class PixelImage:
     """The image is the parameter: display-space pixels, clamped to [0, 1] after every step."""
 
     def __init__(self, init: torch.Tensor):
-        if init.dim() != 4 or init.shape[1] != 3:
-            raise ValueError(f"PixelImage wants N x 3 x H x W display-space images, got shape {tuple(init.shape)}")
+        check_rgb(init, "PixelImage")
         self.pixels = init.detach().clone().float().clamp(0, 1).requires_grad_(True)
 
     @classmethod

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from .. import hooks
 from ..images import resize
-from .core import Jitter, Objective, Optimized, PixelImage, activation, layer_energy, optimize
+from .core import Jitter, Objective, Optimized, PixelImage, activation, check_rgb, layer_energy, optimize
 
 __all__ = ["deepdream", "guided_objective", "octave_sizes", "Dream", "Octave"]
 
@@ -99,9 +99,7 @@ def deepdream(bundle, image: torch.Tensor, objective: Objective | str, octaves: 
     """
     if isinstance(objective, str):
         objective = layer_energy(objective)
-    if image.dim() != 4 or image.shape[1] != 3:
-        raise ValueError(f"deepdream wants N x 3 x H x W display-space images, got shape {tuple(image.shape)}; "
-                         f"a single image is a batch of one: image[None]")
+    check_rgb(image, "deepdream")
     if steps < 1 or step_size <= 0:
         raise ValueError(f"steps must be >= 1 and step_size > 0, got steps={steps}, step_size={step_size}")
     full = tuple(image.shape[-2:])

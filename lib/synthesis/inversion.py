@@ -23,7 +23,7 @@ from typing import NamedTuple
 import torch
 
 from .. import hooks
-from .core import Jitter, Objective, Optimized, PixelImage, activation, optimize, total_variation
+from .core import Jitter, Objective, Optimized, PixelImage, activation, check_rgb, optimize, total_variation
 
 __all__ = ["feature_target", "feature_error", "alpha_norm", "invert", "inversion_errors", "InversionErrors",
            "DEFAULT_LR"]
@@ -34,11 +34,7 @@ DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.05, "sgd": 1.0, "normalized": 0.01}
 
 
 def _check_image(image: torch.Tensor) -> torch.Tensor:
-    if not isinstance(image, torch.Tensor) or image.dim() != 4 or image.shape[1] != 3:
-        shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
-        raise ValueError(f"feature inversion wants display-space images N x 3 x H x W in [0, 1], got {shape}; "
-                         f"load one with lib.images.load(path, size=...) or add a batch axis with x[None]")
-    return image.detach().float().clamp(0, 1)
+    return check_rgb(image, "feature inversion").detach().float().clamp(0, 1)
 
 
 @torch.no_grad()
