@@ -159,7 +159,7 @@ def style_losses(bundle, y: torch.Tensor, x: torch.Tensor, targets: dict, style_
     feats = activations(bundle, layers, y)
     with torch.no_grad():
         ref = activations(bundle, [CONTENT_LAYER], x)[CONTENT_LAYER]
-    c = torch.stack([content_loss(feats[CONTENT_LAYER][i:i + 1], ref[i:i + 1])[0] for i in range(len(y))])
+    c = content_loss(feats[CONTENT_LAYER], ref)
     s = texture_loss(feats, {k: targets[k][style_idx] for k in STYLE_LAYERS})
     return c, s, total_variation(y)
 

@@ -32,8 +32,9 @@ _YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.
 
 
 def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """||F(x) - F(c)||^2 / ||F(c)||^2 per image (N,): the relative content error."""
-    return (features - target).pow(2).flatten(1).sum(1) / target.pow(2).sum().clamp(min=1e-12)
+    """||F(x) - F(c)||^2 / ||F(c)||^2 per image (N,): the relative content error. ``target`` is one
+    content image's features (1 x ...) or one per image (N x ...)."""
+    return (features - target).pow(2).flatten(1).sum(1) / target.pow(2).flatten(1).sum(1).clamp(min=1e-12)
 
 
 def style_transfer_objective(bundle, content: torch.Tensor, style_targets: dict, content_layer: str = CONTENT_LAYER,
