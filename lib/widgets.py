@@ -578,18 +578,20 @@ __all__ += ["texture_explorer", "style_explorer", "stylenet_explorer"]
 
 
 def texture_explorer(bundle, samples: dict[str, torch.Tensor], layer_sets: dict[str, Sequence[str]],
-                     sizes: Sequence[int] = (48, 64, 96, 128), steps: int = 100, size: float = 2.6):
+                     sizes: Sequence[int] = (48, 64, 96, 128), steps: int = 100,
+                     done: dict | None = None, size: float = 2.6):
     """Sample and layer-set menus and an output-size slider for ``synthesis.synthesize_texture``.
 
     A synthesis costs seconds: each setting is computed when the controls stop and kept, so going
-    back to it only redraws.
+    back to it only redraws. ``done``: results already computed, keyed by (sample name, layer-set
+    name, size), e.g. the default setting made earlier.
     """
     import ipywidgets as W
 
     from .images import resize
     from .synthesis.texture import synthesize_texture
 
-    cache: dict = {}
+    cache = dict(done or {})
     w_sample = W.Dropdown(options=list(samples), description="sample")
     w_layers = W.Dropdown(options=list(layer_sets), value=list(layer_sets)[-1], description="layers")
     w_size = W.SelectionSlider(options=list(sizes), value=64 if 64 in sizes else sizes[0], description="size (px)",

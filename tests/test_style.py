@@ -61,3 +61,34 @@ def test_transfer_losses_agree_with_style_transfer(hed, pair):
     assert parts["content"] == pytest.approx(r.parts["content"].item(), rel=1e-4)
     assert parts["style"] == pytest.approx(r.parts["style"].item(), rel=1e-4)
     assert ST.transfer_losses(hed, content, content, style)["content"] == 0
+
+
+def test_style_explorer_uses_the_precomputed_default_and_caches(hed, pair, monkeypatch):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lib import widgets
+    content, style = pair
+    calls = []
+    orig = ST.style_transfer
+
+    def counting(bundle, c, s, **kw):
+        calls.append((kw["style_weight"], kw["style_size"]))
+        return orig(bundle, c, s, **kw)
+
+    monkeypatch.setattr(ST, "style_transfer", counting)
+    done = orig(hed, content, style, style_weight=10, style_size=80, steps=2, progress=False)
+    w = widgets.style_explorer(hed, content, {"starry": style}, weights=(1.0, 10.0), style_sizes=(40, 80), steps=2,
+                               done={("starry", 10.0, 80): done})
+    _, weight, size = w.children[0].children
+    assert calls == []                                          # the default setting was given
+    weight.value = 1.0
+    assert calls == [(1.0, 80)]
+    size.value = 40
+    weight.value = 10.0
+    assert calls == [(1.0, 80), (1.0, 40), (10.0, 40)]
+    size.value = 80                                             # back to the default: no compute
+    assert len(calls) == 3
+    assert hooks.count_hooks(hed.model) == 0
+    plt.close("all")

@@ -58,7 +58,49 @@ def test_synthesis_lowers_the_texture_loss_100_fold_and_restores_the_model(hed, 
     assert hooks.count_hooks(model) == 0
 
 
+def test_tv_penalty_smooths_without_undoing_the_synthesis(hed, starry):
+    from lib.synthesis.core import total_variation
+    run = lambda tv: T.synthesize_texture(hed, starry, layers=T.TEXTURE_LAYERS[:2], size=24, steps=30, init_sd=0.1,
+                                          tv=tv, progress=False)
+    plain, smooth = run(0.0), run(0.5)
+    assert total_variation(smooth.image) < 0.8 * total_variation(plain.image)
+    assert torch.equal(smooth.start, plain.start)                  # start/end: the texture loss alone
+    assert -smooth.end < 0.2 * -smooth.start
+
+
 def test_synthesis_is_deterministic(hed, starry):
     run = lambda: T.synthesize_texture(hed, starry, layers=("conv1_1",), size=16, steps=5, seed=1,
                                        progress=False).image
     assert torch.equal(run(), run())
+
+
+def test_texture_explorer_computes_once_per_setting(hed, starry, monkeypatch):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lib import widgets
+    calls = []
+    orig = T.synthesize_texture
+
+    def counting(bundle, style, layers, **kw):
+        calls.append((tuple(layers), kw["size"]))
+        return orig(bundle, style, layers, **kw)
+
+    monkeypatch.setattr(T, "synthesize_texture", counting)
+    sets = {"up to conv1": ("conv1_1",), "up to conv2": ("conv1_1", "conv2_1")}
+    w = widgets.texture_explorer(hed, {"starry": starry}, sets, sizes=(16, 24), steps=2)
+    sample, layers, size = w.children[0].children
+    assert calls == [(("conv1_1", "conv2_1"), 16)]              # default: the last (deepest) set, first size
+    layers.value = "up to conv1"
+    size.value = 24
+    assert calls[-1] == (("conv1_1",), 24) and len(calls) == 3
+    layers.value, size.value = "up to conv2", 16                 # back to the first setting: no compute
+    assert len(calls) == 4 and calls[-1] == (("conv1_1", "conv2_1"), 24)
+    size.value = 16
+    assert len(calls) == 4
+    done = {("starry", "up to conv2", 16): orig(hed, starry, sets["up to conv2"], size=16, steps=2, progress=False)}
+    widgets.texture_explorer(hed, {"starry": starry}, sets, sizes=(16, 24), steps=2, done=done)
+    assert len(calls) == 4                                       # the default setting was given
+    assert hooks.count_hooks(hed.model) == 0
+    plt.close("all")

@@ -33,6 +33,7 @@ STYLES = ("starry_night", "elephants", "truchet")
 WEIGHTS = data.DATA_DIR / "models" / "stylenet.pt"
 CONTENT_LAYER = "conv2_2"
 STYLE_LAYERS = ("conv1_2", "conv2_2", "conv3_3", "conv4_3")
+MIN_CROP_STD = 0.02   # training crops flatter than this are drawn again (see _crops)
 
 
 class CondInstanceNorm(nn.Module):
@@ -44,8 +45,10 @@ class CondInstanceNorm(nn.Module):
         self.beta = nn.Parameter(torch.zeros(n_styles, channels))
 
     def forward(self, x: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
-        x = F.instance_norm(x, eps=1e-5)
-        return x * (mix @ self.gamma)[:, :, None, None] + (mix @ self.beta)[:, :, None, None]
+        with torch.autocast(x.device.type, enabled=False):   # statistics in float32 even under bf16 autocast
+            x = F.instance_norm(x.float(), eps=1e-5)
+            mix = mix.float()
+            return x * (mix @ self.gamma)[:, :, None, None] + (mix @ self.beta)[:, :, None, None]
 
 
 class _ConvNorm(nn.Module):
@@ -131,17 +134,21 @@ def load_stylenet(device=None, weights_path: Path | None = None) -> StyleNet:
 # Training
 # --------------------------------------------------------------------------------------------
 def _crops(photos: list[np.ndarray], n: int, size: int, g: torch.Generator) -> torch.Tensor:
-    """``n`` random square crops (random side 0.5-1 of the short side, flipped half the time) resized to ``size``."""
+    """``n`` random square crops (random side 0.5-1 of the short side, flipped half the time) resized to
+    ``size``. Flat crops (pixel standard deviation under ``MIN_CROP_STD``, e.g. a uniform border) are
+    drawn again: their instance-norm statistics are degenerate and their gradients overflow."""
     from ..images import resize
 
     out = []
-    for _ in range(n):
+    while len(out) < n:
         p = photos[torch.randint(len(photos), (1,), generator=g).item()]
         h, w = p.shape[:2]
         side = int(min(h, w) * (0.5 + 0.5 * torch.rand(1, generator=g).item()))
         y = torch.randint(h - side + 1, (1,), generator=g).item()
         x = torch.randint(w - side + 1, (1,), generator=g).item()
         crop = torch.from_numpy(np.ascontiguousarray(p[y:y + side, x:x + side])).permute(2, 0, 1).float() / 255
+        if crop.std() < MIN_CROP_STD:
+            continue
         if torch.rand(1, generator=g).item() < 0.5:
             crop = crop.flip(-1)
         out.append(resize(crop[None], (size, size)))
@@ -165,11 +172,16 @@ def style_losses(bundle, y: torch.Tensor, x: torch.Tensor, targets: dict, style_
 
 
 def train(steps: int = 2000, batch_size: int = 4, size: int = 128, style_size: int = 256, lr: float = 1e-3,
-          style_weight: float = 5.0, tv_weight: float = 1.0, seed: int = 0, bf16: bool = False,
+          style_weight: float = 0.6, style_warmup: int = 300, tv_weight: float = 1.0, seed: int = 0, bf16: bool = False,
           device=None, progress: bool = True, photos: list[np.ndarray] | None = None,
           curve_every: int = 100) -> tuple[StyleNet, dict]:
     """Train a ``StyleNet`` on the ``STYLES``; returns it (eval mode) and a record of the run
-    (its ``loss_curve``: mean total, content and style loss over every ``curve_every`` steps)."""
+    (its ``loss_curve``: mean total, content and style loss over every ``curve_every`` steps).
+
+    The style weight ramps up linearly over the first ``style_warmup`` steps: the network first
+    learns to reproduce its input, then to paint it. Without the ramp it settled on painting a
+    texture whatever the input (measured at style weight 1: content loss 0.97 on a test photo
+    after 300 steps; 0.79-0.97 after 400 steps with a 200-step ramp)."""
     from .. import images, models
     from ..device import best_device, seed as seed_all
     from ..synthesis.texture import gram_targets
@@ -183,7 +195,7 @@ def train(steps: int = 2000, batch_size: int = 4, size: int = 128, style_size: i
     photos = photos if photos is not None else data.background_photos("train", short_side=256)
     net = StyleNet().to(device).train()
     opt = torch.optim.Adam(net.parameters(), lr=lr)
-    curve, t0 = [], time.time()
+    curve, t0, skipped = [], time.time(), 0
     from ..hooks import frozen
     with frozen(loss_net.model):
         bar = tqdm(range(steps), desc="stylenet", disable=not progress, mininterval=5)
@@ -193,16 +205,25 @@ def train(steps: int = 2000, batch_size: int = 4, size: int = 128, style_size: i
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 y = net(x, F.one_hot(idx, len(STYLES)).float())
                 c, s, t = style_losses(loss_net, y.float(), x, targets, idx.to(device))
-                loss = (c + style_weight * s + tv_weight * t).mean()
+                ramp = min(1.0, (step + 1) / style_warmup) if style_warmup else 1.0
+                loss = (c + ramp * style_weight * s + tv_weight * t).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), float("inf"))
+            if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
+                skipped += 1                       # a non-finite step (bf16 overflow) is dropped, not taken
+                if skipped > max(10, steps // 100):
+                    raise FloatingPointError(f"{skipped} non-finite steps out of {step + 1}: training diverged "
+                                             "(try without --bf16, or a lower learning rate)")
+                continue
             opt.step()
             curve.append([loss.item(), c.mean().item(), s.mean().item()])
             if step % 50 == 0:
-                bar.set_postfix(loss=f"{np.mean([r[0] for r in curve[-50:]]):.3f}")
+                bar.set_postfix(loss=f"{np.mean([r[0] for r in curve[-50:]]):.3f}", skipped=skipped)
     net.eval()
     record = {"steps": steps, "batch_size": batch_size, "size": size, "style_size": style_size, "lr": lr,
-              "style_weight": style_weight, "tv_weight": tv_weight, "seed": seed, "bf16": bf16,
+              "style_weight": style_weight, "style_warmup": style_warmup, "tv_weight": tv_weight, "seed": seed,
+              "bf16": bf16, "skipped_steps": skipped,
               "styles": list(STYLES), "minutes": round((time.time() - t0) / 60, 1), "torch": torch.__version__,
               "threads": torch.get_num_threads(), "device": str(device),
               "loss_curve": [[round(float(v), 4) for v in np.mean(curve[i:i + curve_every], axis=0)]
@@ -215,6 +236,7 @@ def main(argv=None) -> None:
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--size", type=int, default=128)
+    p.add_argument("--style-weight", type=float, default=0.6)
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (about 2x faster on a CPU with AVX512-BF16)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0)
@@ -225,7 +247,8 @@ def main(argv=None) -> None:
         torch.set_num_threads(args.threads)
     from . import save_weights
 
-    net, record = train(args.steps, args.batch_size, args.size, seed=args.seed, bf16=args.bf16, device=args.device)
+    net, record = train(args.steps, args.batch_size, args.size, style_weight=args.style_weight, seed=args.seed,
+                        bf16=args.bf16, device=args.device)
     sha = save_weights({k: v.cpu() for k, v in net.state_dict().items()}, args.out)
     args.out.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
     print(f"trained {args.steps} steps in {record['minutes']} min; saved {args.out} (sha256 {sha[:16]}...)")

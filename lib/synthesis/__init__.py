@@ -32,9 +32,10 @@ __all__ += ["Attack", "AttackTargetError", "EpsBall", "adversarial_objective", "
             "fgsm", "fgsm_direction", "fooling_images", "iterative_fgsm", "least_likely", "next_class",
             "targeted_ascent"]
 
-from .style import CONTENT_LAYER, match_colours, style_transfer
+from .style import CONTENT_LAYER, content_loss, match_colours, style_transfer, style_transfer_objective, transfer_losses
 
-__all__ += ["CONTENT_LAYER", "match_colours", "style_transfer"]
+__all__ += ["CONTENT_LAYER", "content_loss", "match_colours", "style_transfer", "style_transfer_objective",
+            "transfer_losses"]
 
 from .inversion import InversionErrors, alpha_norm, feature_error, feature_target, invert, inversion_errors
 
