@@ -5,6 +5,7 @@ convert to and from *model space* (normalised); maps are N x H x W float tensors
 """
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -16,7 +17,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageConversionWarning, ImageLoadError
 
-__all__ = ["load", "resize", "normalize", "denormalize", "normalize_map", "overlay", "grid",
+__all__ = ["load", "resize", "gaussian_blur", "normalize", "denormalize", "normalize_map", "overlay", "grid",
            "to_numpy", "MIN_SIDE", "MAX_PIXELS", "MAX_SIDE"]
 
 #: Smaller images are refused: the networks here downsample 8-32x, so nothing meaningful is left.
@@ -155,6 +156,18 @@ def load(src, size: int | tuple[int, int] | None = None, max_side: int = MAX_SID
     if size is not None:
         batch = resize(batch, size)
     return batch.float().clamp_(0, 1)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian blur of N x C x H x W images (torchvision's ``gaussian_blur``, reflect padding),
+    kernel 2 * ceil(3 sigma) + 1 pixels wide, capped below twice the short side (reflect padding
+    needs less than the image side). ``sigma`` <= 0 returns ``x`` unchanged."""
+    import torchvision.transforms.v2.functional as TF
+
+    if sigma <= 0:
+        return x
+    k = min(2 * math.ceil(3 * sigma) + 1, 2 * min(x.shape[-2:]) - 1)
+    return TF.gaussian_blur(x, kernel_size=[k, k], sigma=[float(sigma), float(sigma)])
 
 
 def resize(x: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:

@@ -21,6 +21,7 @@ import math
 import torch
 
 from ..errors import CourseError
+from ..images import gaussian_blur
 from .targets import resolve_targets
 from ..hooks import frozen
 
@@ -97,15 +98,6 @@ def occlusion_passes(size, window=8, stride=4) -> int:
     return len(occlusion_windows(size, window, stride))
 
 
-def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    import torchvision.transforms.functional as TF
-
-    h, w = x.shape[-2:]
-    k = 2 * math.ceil(3 * sigma) + 1
-    k = min(k, 2 * min(h, w) - 1)          # reflect padding needs (k - 1) / 2 < the image side
-    return TF.gaussian_blur(x, [k, k], [float(sigma), float(sigma)])
-
-
 def fill_image(x: torch.Tensor, fill="gray", window=8) -> torch.Tensor:
     """What an occluded patch shows, as a full image (N x 3 x H x W): the pixels under a window are
     replaced by this image's pixels.
@@ -120,7 +112,7 @@ def fill_image(x: torch.Tensor, fill="gray", window=8) -> torch.Tensor:
         if fill == "mean":
             return x.mean((2, 3), keepdim=True).expand_as(x).clone()
         if fill == "blur":
-            return _blur(x, max(_pair(window, "window")) / 2)
+            return gaussian_blur(x, max(_pair(window, "window")) / 2)
         raise OcclusionSettingsError(f"unknown fill {fill!r}; use one of {', '.join(map(repr, FILLS))} "
                                      f"or a float in [0, 1]")
     if isinstance(fill, (int, float)) and not isinstance(fill, bool):

@@ -27,14 +27,13 @@ image, a neutral gray-ish colour; pulling display pixels to 0 would mean pulling
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Sequence
 
 import torch
-import torchvision.transforms.v2.functional as TF
 
 from ..hooks import resolve_layer
+from ..images import gaussian_blur   # re-exported: the blur regulariser's blur
 from .core import (FourierImage, Jitter, Objective, Optimized, PixelImage, RandomAffine, activation,
                    optimize)
 
@@ -52,15 +51,6 @@ def _centre(centre, x: torch.Tensor) -> torch.Tensor:
     """``centre`` (a number, 3 colour values or a broadcastable tensor) as a tensor shaped for ``x``."""
     c = torch.as_tensor(centre, dtype=x.dtype, device=x.device)
     return c.view(1, -1, 1, 1) if c.dim() == 1 else c
-
-
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Gaussian blur of N x C x H x W images (torchvision's ``gaussian_blur``, reflect padding),
-    kernel 2 * ceil(3 sigma) + 1 pixels wide."""
-    if sigma <= 0:
-        return x
-    k = 2 * math.ceil(3 * sigma) + 1
-    return TF.gaussian_blur(x, kernel_size=[k, k], sigma=[float(sigma), float(sigma)])
 
 
 def _below_percentile(values: torch.Tensor, pct: float) -> torch.Tensor:
