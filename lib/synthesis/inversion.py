@@ -24,6 +24,7 @@ import torch
 
 from .. import hooks
 from .core import Jitter, Objective, Optimized, PixelImage, activation, check_rgb, optimize, total_variation
+from .style import content_loss
 
 __all__ = ["feature_target", "feature_error", "alpha_norm", "invert", "inversion_errors", "InversionErrors",
            "DEFAULT_LR"]
@@ -48,11 +49,11 @@ def feature_target(bundle, image: torch.Tensor, layer: str) -> torch.Tensor:
 
 def feature_error(layer: str, target: torch.Tensor) -> Objective:
     """The objective of inversion: minus the relative feature error per image,
-    ``-||Phi(x) - Phi0||^2 / ||Phi0||^2`` (to maximise; 0 is a perfect match)."""
-    norm = target.pow(2).flatten(1).sum(1).clamp(min=1e-12)
+    ``-||Phi(x) - Phi0||^2 / ||Phi0||^2`` (to maximise; 0 is a perfect match): style transfer's
+    content loss (``style.content_loss``) at ``layer``."""
 
     def fn(bundle, x: torch.Tensor) -> torch.Tensor:
-        return -(activation(bundle, layer, x) - target).pow(2).flatten(1).sum(1) / norm
+        return -content_loss(activation(bundle, layer, x), target)
 
     return Objective(fn, f"-||Phi(x) - Phi(x0)||^2 / ||Phi(x0)||^2 at {layer}")
 
@@ -105,11 +106,7 @@ def invert(bundle, image: torch.Tensor, layer: str, tv_weight: float | torch.Ten
     r = optimize(bundle, objective, param, steps=steps, lr=DEFAULT_LR[optimizer] if lr is None else lr,
                  optimizer=optimizer, transforms=[Jitter(jitter)] if jitter else [], penalty=penalty, seed=seed,
                  progress=progress, desc=f"inverting {layer}")
-    # L-BFGS does not clamp between evaluations: score the image we return (clamped to [0, 1])
-    with hooks.frozen(bundle.model), torch.no_grad():
-        end = objective(bundle, r.image.to(bundle.device)).cpu()
-    return dataclasses.replace(r, end=end, objective=f"invert {layer} (TV^{beta:g} weight "
-                                                     f"{_fmt(tv_weight)}, {optimizer})")
+    return dataclasses.replace(r, objective=f"invert {layer} (TV^{beta:g} weight {_fmt(tv_weight)}, {optimizer})")
 
 
 def _fmt(w) -> str:
