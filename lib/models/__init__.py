@@ -33,7 +33,8 @@ from ..images import denormalize, normalize
 from .gapnet import GapNet
 from .hed import VGG16_LAYERS, HEDEdges, VGG16Features, caffe_deprocess, caffe_preprocess, load_hed_state
 
-__all__ = ["Bundle", "load", "list_layers", "available", "verify_sha256", "hed_edges", "GapNet", "VGG16_LAYERS"]
+__all__ = ["Bundle", "load", "list_layers", "available", "imagenet", "IMAGENET_MODELS", "verify_sha256",
+           "hed_edges", "GapNet", "VGG16_LAYERS"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -142,7 +143,7 @@ def _load_weights(model: nn.Module, path: Path, command: str, cost: str) -> nn.M
 
 def _load_gapnet(device, weights_path: Path | None = None, **_) -> Bundle:
     model = _load_weights(GapNet(), Path(weights_path) if weights_path else MODELS_DIR / "gapnet.pt",
-                          "python -m lib.models.train", "about 105 minutes of CPU")
+                          "python -m lib.models.train", "about 4 to 5 hours of 2-core CPU")
     return Bundle(
         name="gapnet", model=model.to(device).eval(), classes=data.CLASSES, input_size=64,
         layers={"default": model.last_conv_layer, "cam": model.last_conv_layer,
@@ -288,6 +289,30 @@ def load(name: str = "gapnet", device: str | torch.device | None = None, **kwarg
     spec = _REGISTRY[name]
     extra = {"arch": spec["arch"]} if "arch" in spec else {}
     return spec["loader"](torch.device(device) if device else best_device(), **extra, **kwargs)
+
+
+IMAGENET_MODELS = tuple(_TV)   # the torchvision ImageNet networks a chapter's MODEL switch may name
+
+
+def imagenet(name: str | None, **kwargs) -> Bundle | None:
+    """The bundle a chapter's ``MODEL`` switch names, or None while the switch is off.
+
+    Every chapter sets ``MODEL = None`` at the top; online, setting it to a torchvision ImageNet
+    network (``"vgg16"``, ``"resnet50"``...) makes the chapter's ImageNet section run on that
+    network with its ImageNet weights. ``MODEL = None`` prints how to switch and returns None.
+    ``kwargs`` go to ``load`` (e.g. ``weights=None`` for random weights, which the tests use offline).
+    """
+    if name is None:
+        print(f'MODEL is None, so this section is skipped. Online, set MODEL at the top of the chapter to a '
+              f'torchvision ImageNet network ({", ".join(repr(n) for n in IMAGENET_MODELS[:4])}, ...) and run '
+              f'the chapter again: its weights download once.')
+        return None
+    if name not in IMAGENET_MODELS:
+        raise ModelNotAvailableError(
+            f"MODEL must name a torchvision ImageNet network: one of {', '.join(IMAGENET_MODELS)} (got {name!r}; "
+            f"close matches: {close_matches(name, IMAGENET_MODELS)}). The course's own models are loaded "
+            f"with models.load().")
+    return load(name, **kwargs)
 
 
 def list_layers(model: nn.Module | Bundle, kind: type | tuple[type, ...] | None = None) -> list[str]:
