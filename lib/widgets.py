@@ -12,7 +12,19 @@ import torch
 from . import plot
 from .features import activations
 
-__all__ = ["activation_explorer"]
+__all__ = ["activation_explorer", "LIVE_NOTE"]
+
+LIVE_NOTE = ("The controls compute live in JupyterLab or Colab. On the book's web page there is no Python "
+             "behind them: they show the stored default setting only.")
+
+
+def _panel(children: list):
+    """The widget panel every explorer returns: its controls and output, then a one-line note that
+    they compute live only where a kernel runs (the published book stores the widgets' state)."""
+    import ipywidgets as W
+
+    note = W.HTML(f"<small><i>{LIVE_NOTE}</i></small>")
+    return W.VBox([*children, note])
 
 
 def activation_explorer(bundle, x: torch.Tensor, layers: Sequence[str], size: float = 2.4):
@@ -38,7 +50,7 @@ def activation_explorer(bundle, x: torch.Tensor, layers: Sequence[str], size: fl
                        ncols=2, size=size, suptitle=bundle.name)
 
     out = W.interactive_output(draw, {"layer": layer, "channel": channel})
-    return W.VBox([W.HBox([layer, channel]), out])
+    return _panel([W.HBox([layer, channel]), out])
 
 
 # --------------------------------------------------------------------------- chapter 04: occlusion
@@ -94,7 +106,7 @@ def occlusion_explorer(bundle, x: torch.Tensor, target: int | None = None, box=N
                             title=f"{bundle.name}: occlusion map for '{name}' (fill {fl})")
 
     out = W.interactive_output(draw, {"win": w_win, "st": w_st, "fl": w_fill})
-    return W.VBox([W.HBox([w_win, w_st, w_fill]), out])
+    return _panel([W.HBox([w_win, w_st, w_fill]), out])
 
 
 # --------------------------------------------------------------------------- chapter 03: max-activating patches
@@ -135,7 +147,7 @@ def patch_explorer(bundle, images: torch.Tensor, tops: dict, layer: str | None =
                                      f"{t.n_images} images, receptive field {rf.size[0]} px")
 
     out = W.interactive_output(draw, {"layer": layer, "channel": channel})
-    return W.VBox([W.HBox([layer, channel]), out])
+    return _panel([W.HBox([layer, channel]), out])
 
 
 __all__ += ["patch_explorer"]
@@ -176,7 +188,7 @@ def cam_explorer(bundle, x: torch.Tensor, boxes: torch.Tensor | None = None, siz
                       title=f"{bundle.name}: CAM of '{classes[cls]}' (rank {rank}, p = {probs[image, cls]:.2f})")
 
     out = W.interactive_output(draw, {"image": image, "cls": cls})
-    return W.VBox([W.HBox([image, cls]), out])
+    return _panel([W.HBox([image, cls]), out])
 
 
 # --------------------------------------------------------------------------- chapter 02: feature space
@@ -205,7 +217,7 @@ def neighbour_explorer(images: torch.Tensor, labels: torch.Tensor, neighbours: d
                              class_names, size=size, suptitle=f"canvas {i}: {class_names[int(labels[i])]}")
 
     out = W.interactive_output(draw, {"i": slider})
-    return W.VBox([slider, out])
+    return _panel([slider, out])
 
 
 # --------------------------------------------------------------------------- chapter 05: SmoothGrad
@@ -243,7 +255,7 @@ def smoothgrad_explorer(bundle, x: torch.Tensor, noises: Sequence[float] = (0.05
                        cmap="gray", suptitle=bundle.name)
 
     out = W.interactive_output(draw, {"noise": noise, "count": count})
-    return W.VBox([W.HBox([noise, count]), out])
+    return _panel([W.HBox([noise, count]), out])
 
 
 # --------------------------------------------------------------------------- chapters 06 and 08: guided backprop, Grad-CAM
@@ -285,7 +297,7 @@ def guided_explorer(bundle, x: torch.Tensor, layers: Sequence[str], layer: str |
                                   f"({float(a.max()):.2f}" + (", inactive)" if float(a.max()) <= 0 else ")"))
 
     out = W.interactive_output(draw, {"layer": layer, "channel": channel})
-    return W.VBox([W.HBox([layer, channel]), out])
+    return _panel([W.HBox([layer, channel]), out])
 
 
 def gradcam_explorer(bundle, x: torch.Tensor, layers: Sequence[str], boxes: torch.Tensor | None = None,
@@ -321,7 +333,7 @@ def gradcam_explorer(bundle, x: torch.Tensor, layers: Sequence[str], boxes: torc
                              suptitle=f"{bundle.name}: Grad-CAM at {layer}")
 
     out = W.interactive_output(draw, {"layer": layer, "cls": cls})
-    return W.VBox([W.HBox([layer, cls]), out])
+    return _panel([W.HBox([layer, cls]), out])
 
 
 # --------------------------------------------------------------------------- chapter 09: evaluation
@@ -352,7 +364,7 @@ def threshold_explorer(images: torch.Tensor, maps: dict[str, torch.Tensor], boxe
                                suptitle=f"IoU with the true box: {iou:.2f} ({'hit' if iou >= 0.5 else 'miss'} at 0.5)")
 
     out = W.interactive_output(draw, {"method": method, "index": index, "fraction": fraction})
-    return W.VBox([W.HBox([method, index, fraction]), out])
+    return _panel([W.HBox([method, index, fraction]), out])
 
 
 # --------------------------------------------------------------------------- chapter 11: adversarial examples
@@ -423,7 +435,7 @@ def attack_explorer(bundle, x: torch.Tensor, target: int | None = None,
                               suptitle=f"{bundle.name}: towards '{names[target]}', eps {255 * eps:g}/255")
 
     out = W.interactive_output(draw, {"method": w_method, "target": w_target, "eps": w_eps, "step": w_step})
-    return W.VBox([W.HBox([w_method, w_target]), W.HBox([w_eps, w_step]), out])
+    return _panel([W.HBox([w_method, w_target]), W.HBox([w_eps, w_step]), out])
 
 
 # --------------------------------------------------------------------------- chapter 13: DeepDream
@@ -474,7 +486,7 @@ def dream_explorer(bundle, image: torch.Tensor, layers: Sequence[str], layer: st
                          suptitle=f"DeepDream with {model_name or bundle.name}")
 
     out = W.interactive_output(draw, {"lay": w_layer, "n_oct": w_oct, "n_steps": w_steps, "ss": w_ss})
-    return W.VBox([W.HBox([w_layer, w_oct]), W.HBox([w_steps, w_ss]), out])
+    return _panel([W.HBox([w_layer, w_oct]), W.HBox([w_steps, w_ss]), out])
 
 
 # --------------------------------------------------------------------------- chapter 10: class models
@@ -525,7 +537,7 @@ def regulariser_explorer(bundle, classes, steps: int = 30, lr: float = 0.05, str
                          suptitle=f"{bundle.name}: class models, {CM.describe(**CM.settings(strengths, key))}")
 
     out = W.interactive_output(draw, dict(zip(order, boxes)))
-    return W.VBox([W.HBox(boxes), out])
+    return _panel([W.HBox(boxes), out])
 
 
 # --------------------------------------------------------------------------- chapter 12: feature inversion
@@ -570,7 +582,7 @@ def inversion_explorer(bundle, image: torch.Tensor, layers: Sequence[str], tv_we
                              suptitle=f"inverted with {model_name or r.model}")
 
     out = W.interactive_output(draw, {"lay": w_layer, "tv": w_tv})
-    return W.VBox([W.HBox([w_layer, w_tv]), out])
+    return _panel([W.HBox([w_layer, w_tv]), out])
 
 
 # --------------------------------------------------------------------------- chapters 14-15: texture, style
@@ -608,7 +620,7 @@ def texture_explorer(bundle, samples: dict[str, torch.Tensor], layer_sets: dict[
                              size=size, suptitle=f"texture synthesis with {bundle.name}")
 
     out = W.interactive_output(draw, {"sample": w_sample, "layers": w_layers, "px": w_size})
-    return W.VBox([W.HBox([w_sample, w_layers, w_size]), out])
+    return _panel([W.HBox([w_sample, w_layers, w_size]), out])
 
 
 def style_explorer(bundle, content: torch.Tensor, styles: dict[str, torch.Tensor],
@@ -644,7 +656,7 @@ def style_explorer(bundle, content: torch.Tensor, styles: dict[str, torch.Tensor
                          size=size, suptitle=f"style transfer with {bundle.name}")
 
     out = W.interactive_output(draw, {"style": w_style, "weight": w_weight, "style_px": w_size})
-    return W.VBox([W.HBox([w_style, w_weight, w_size]), out])
+    return _panel([W.HBox([w_style, w_weight, w_size]), out])
 
 
 def stylenet_explorer(net, photo: torch.Tensor, size: float = 3.0):
@@ -665,4 +677,4 @@ def stylenet_explorer(net, photo: torch.Tensor, size: float = 3.0):
         plot.show_images(y, [f"stylenet: {label}"], ncols=1, size=size)
 
     out = W.interactive_output(draw, sliders)
-    return W.VBox([W.HBox(list(sliders.values())), out])
+    return _panel([W.HBox(list(sliders.values())), out])

@@ -32,3 +32,18 @@ def test_activation_explorer_follows_the_layer():
     assert channel.max == 127
     assert hooks.count_hooks(b.model) == 0
     plt.close("all")
+
+
+def test_every_explorer_ends_with_the_live_note():
+    """The published page shows a widget's stored state only: each panel says so in its last line."""
+    import inspect
+
+    b = models.load("vgg11", weights=None, device="cpu")
+    w = widgets.activation_explorer(b, torch.rand(1, 3, 32, 32), ["features.1"])
+    assert widgets.LIVE_NOTE in w.children[-1].value
+    explorers = [f for n, f in vars(widgets).items() if n.endswith("_explorer") and inspect.isfunction(f)]
+    assert len(explorers) >= 16
+    for f in explorers:     # every explorer builds its panel with _panel (no VBox of its own)
+        src = inspect.getsource(f)
+        assert "return _panel(" in src and "W.VBox(" not in src, f.__name__
+    plt.close("all")

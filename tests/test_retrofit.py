@@ -209,5 +209,5 @@ def test_cam_plots_and_explorer(gapnet, canvases):
     assert len(fig2.axes) == 4                                           # three panels and a colour bar
     plt.close("all")
     w = widgets.cam_explorer(gapnet, x, boxes=boxes)
-    assert len(w.children) == 2 and hooks.count_hooks(gapnet.model) == 0
+    assert len(w.children) == 3 and hooks.count_hooks(gapnet.model) == 0   # controls, output, live note
     plt.close("all")

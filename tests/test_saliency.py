@@ -176,7 +176,7 @@ def test_smoothgrad_explorer_builds_from_precomputed_or_computes():
     b = _bundle(small_cnn())
     x = torch.rand(1, 3, 8, 8)
     w = widgets.smoothgrad_explorer(b, x, noises=(0.1, 0.2), samples=(1, 2))
-    assert len(w.children) == 2 and hooks.count_hooks(b.model) == 0
+    assert len(w.children) == 3 and hooks.count_hooks(b.model) == 0   # controls, output, live note
     steps = {0.1: smoothgrad_steps(b, x, noise=0.1, samples=(1, 2))}
     assert widgets.smoothgrad_explorer(b, x, maps=steps) is not None
 
