@@ -175,3 +175,12 @@ def test_grid_and_to_numpy():
     assert I.to_numpy(torch.rand(1, 3, 4, 5)).shape == (4, 5, 3)
     with pytest.raises(ValueError):
         I.to_numpy(torch.rand(2, 3, 4, 5))
+
+
+def test_8000x8000_photo_is_downscaled_with_a_note(tmp_path):
+    """A real 8000x8000 file (64 megapixels, under MAX_PIXELS): decoded once, then downscaled."""
+    Image.new("RGB", (8000, 8000), (200, 30, 30)).save(tmp_path / "big.png")
+    with pytest.warns(ImageConversionWarning, match="8000x8000.*downscaled"):
+        x = I.load(tmp_path / "big.png")
+    assert x.shape == (1, 3, I.MAX_SIDE, I.MAX_SIDE)
+    assert torch.allclose(x[0, :, 0, 0], torch.tensor([200, 30, 30]) / 255, atol=1e-3)

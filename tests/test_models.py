@@ -46,8 +46,8 @@ def test_gapnet_bundle(gapnet):
 def test_gapnet_reaches_its_reported_accuracy_on_committed_canvases(gapnet, canvases):
     """The model card's accuracy (data/models/gapnet.json) is what the committed weights reach.
 
-    The course's target is 0.90; the committed weights reach 0.873 (see the model card), so the
-    floor asserted here is 0.87 until a better model is trained.
+    The course's target is at least 0.90 on the 2,000 held-out canvases; the committed weights
+    reach 0.9065 (see the model card).
     """
     import json
 
@@ -55,7 +55,7 @@ def test_gapnet_reaches_its_reported_accuracy_on_committed_canvases(gapnet, canv
     reported = json.loads((models.MODELS_DIR / "gapnet.json").read_text())["test_accuracy"]
     acc = accuracy(gapnet, canvases)
     assert abs(acc - reported) <= 0.002, (acc, reported)
-    assert acc >= 0.87, acc
+    assert acc >= 0.90, acc
 
 
 def test_gapnet_score_is_mean_cam_plus_bias(gapnet, canvases):

@@ -30,8 +30,9 @@ from . import save_weights
 
 TEST_SEED = 20240601
 N_TEST = 2000
-RUNS = ("2800:2e-3", "2000:5e-4")   # steps:peak learning rate[:bf16] of each one-cycle run (the committed weights)
-EMA_DECAY = 0.0   # off for the committed weights; e.g. 0.999 averages the last run
+# steps:peak learning rate[:bf16] of each one-cycle run, each continuing from the last (the committed weights)
+RUNS = ("2800:2e-3", "2000:5e-4", "6000:1e-3:bf16", "4000:8e-4:bf16")
+EMA_DECAY = 0.999   # the last run keeps this moving average of the weights, and it is what is saved
 
 
 def make_test_canvases(path: Path = data.DATA_DIR / "canvases" / "test.npz.xz", n: int = N_TEST) -> str:
