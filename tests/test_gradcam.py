@@ -138,6 +138,21 @@ def _n_tensors():
     return sum(issubclass(type(o), torch.Tensor) for o in gc.get_objects())
 
 
+def test_backward_stops_at_the_layer(gapnet, canvases):
+    """The cost claim (about one forward pass): autograd records nothing below A, so no layer
+    under the target layer has an output in the graph, and the layers above it do."""
+    model, seen = gapnet.model, {}
+    watch = {"features.0": model.features[0], "features.19": model.features[19], "fc": model.fc}
+    handles = [m.register_forward_hook(lambda m, i, o, n=n: seen.__setitem__(n, o.requires_grad))
+               for n, m in watch.items()]
+    try:
+        grad_cam(gapnet, canvases.images[:2], layer="features.22")
+    finally:
+        for h in handles:
+            h.remove()
+    assert seen == {"features.0": False, "features.19": False, "fc": True}
+
+
 def test_cleanup_after_calls_and_exceptions(gapnet, canvases):
     model, x = gapnet.model, canvases.images[:1]
     for _ in range(10):                                   # warm-up: caches, allocator
