@@ -167,16 +167,19 @@ def frozen(model: nn.Module, eval_mode: bool = True) -> Iterator[nn.Module]:
     modes = {m: m.training for m in model.modules()}
     flags = {p: p.requires_grad for p in model.parameters()}
     try:
-        if eval_mode:
+        if eval_mode and any(modes.values()):
             model.eval()
-        for p in flags:
-            p.requires_grad_(False)
-        yield model
-    finally:
-        for m, mode in modes.items():
-            m.training = mode
         for p, flag in flags.items():
-            p.requires_grad_(flag)
+            if flag:
+                p.requires_grad_(False)
+        yield model
+    finally:                                       # only what differs: Module.__setattr__ is slow
+        for m, mode in modes.items():
+            if m.training != mode:
+                m.training = mode
+        for p, flag in flags.items():
+            if p.requires_grad != flag:
+                p.requires_grad_(flag)
 
 
 def count_hooks(model: nn.Module) -> int:
