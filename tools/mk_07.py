@@ -2,25 +2,12 @@
 import sys
 from pathlib import Path
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from course_cells import SETUP_CELL  # noqa: E402  the Colab set-up cell, shared by every chapter
+from course_cells import SETUP_CELL, Cells  # noqa: E402  the Colab set-up cell and the notebook builder
 
 HERE = Path(__file__).resolve().parent.parent
-cells = []
-
-
-def md(s: str) -> None:
-    cells.append(new_markdown_cell(s.strip("\n")))
-
-
-def code(s: str, tags=None) -> None:
-    c = new_code_cell(s.strip("\n"))
-    if tags:
-        c.metadata["tags"] = list(tags)
-    cells.append(c)
+cells = Cells()
+md, code = cells.md, cells.code
 
 
 md(r"""
@@ -363,9 +350,4 @@ md(r"""
   {cite}`cs231n2017lecture12`.
 """)
 
-nb = new_notebook(cells=cells, metadata={
-    "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-    "language_info": {"name": "python", "pygments_lexer": "ipython3"}})
-out = HERE / "notebooks" / "07_cam.ipynb"
-nbformat.write(nb, out)
-print(f"wrote {out} ({len(cells)} cells)")
+cells.write(HERE / "notebooks" / "07_cam.ipynb")

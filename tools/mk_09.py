@@ -2,24 +2,12 @@
 import sys
 from pathlib import Path
 
-import nbformat as nbf
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
-from course_cells import SETUP_CELL  # noqa: E402  the Colab set-up cell, shared by every chapter
+from course_cells import SETUP_CELL, Cells  # noqa: E402  the Colab set-up cell and the notebook builder
 
-cells = []
-
-
-def md(s):
-    cells.append(nbf.v4.new_markdown_cell(s.strip()))
-
-
-def code(s, tags=None):
-    c = nbf.v4.new_code_cell(s.strip())
-    if tags:
-        c.metadata["tags"] = tags
-    cells.append(c)
+cells = Cells()
+md, code = cells.md, cells.code
 
 
 md(r"""
@@ -50,7 +38,7 @@ known boxes; the last two need only the model.
 - Run the cascading randomisation test and recognise a method that fails it.
 - Read a comparison table critically: baselines, thresholds chosen on held-out data, cost per image.
 """)
-cells.append(nbf.v4.new_code_cell(SETUP_CELL))
+code(SETUP_CELL)
 code(r"""
 import torch
 import lib
@@ -258,10 +246,4 @@ md(r"""
   {cite}`cs231n2017lecture12`.
 """)
 
-nb = nbf.v4.new_notebook()
-nb.cells = cells
-nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-nb.metadata["language_info"] = {"name": "python"}
-out = ROOT / "notebooks/09_evaluating_explanations.ipynb"
-nbf.write(nb, out)
-print("wrote", out)
+cells.write(ROOT / "notebooks/09_evaluating_explanations.ipynb")
