@@ -87,7 +87,7 @@ lab: setup
 timings: setup
 	$(PY) benchmarks/notebook_times.py
 
-## bench: lib against Captum and pytorch-grad-cam (test-only requirements), about 6 minutes on an
+## bench: lib against Captum and pytorch-grad-cam (test-only requirements), about 7 minutes on an
 ## idle 2-core CPU; writes benchmarks/peers.md (README.md quotes its table)
 bench: setup
 	$(PY) benchmarks/peers.py
