@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import difflib
+import os
+import sys
+import warnings
 from typing import Iterable
 
 __all__ = ["CourseError", "ImageLoadError", "ImageConversionWarning", "LayerNotFoundError",
-           "ModelNotAvailableError", "WeightsChecksumError", "NoClassesError", "close_matches"]
+           "ModelNotAvailableError", "WeightsChecksumError", "NoClassesError", "close_matches", "warn"]
 
 
 class CourseError(Exception):
@@ -46,3 +49,15 @@ def close_matches(name: str, names: Iterable[str], n: int = 5) -> str:
     if not close:
         close = names[:n]
     return ", ".join(repr(c) for c in close)
+
+
+_LIB = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def warn(message: str, category: type[Warning] = UserWarning) -> None:
+    """``warnings.warn`` attributed to the first caller outside ``lib`` (the reader's own line),
+    however deep inside ``lib`` the warning is raised."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_LIB):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level + 1)

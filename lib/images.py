@@ -6,7 +6,6 @@ convert to and from *model space* (normalised); maps are N x H x W float tensors
 from __future__ import annotations
 
 import math
-import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -15,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageConversionWarning, ImageLoadError
+from .errors import ImageConversionWarning, ImageLoadError, warn
 
 __all__ = ["load", "resize", "gaussian_blur", "normalize", "denormalize", "normalize_map", "overlay", "grid",
            "to_numpy", "MIN_SIDE", "MAX_PIXELS", "MAX_SIDE"]
@@ -29,7 +28,7 @@ MAX_PIXELS = 100_000_000
 
 
 def _note(msg: str) -> None:
-    warnings.warn(msg, ImageConversionWarning, stacklevel=3)
+    warn(msg, ImageConversionWarning)
 
 
 def _from_pil(img: Image.Image) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Grad-CAM, counterfactual Grad-CAM and Guided Grad-CAM (lib.attribution.gradcam)."""
 import copy
 import gc
+import warnings
 
 import pytest
 import torch
@@ -196,6 +197,17 @@ def test_errors(gapnet, canvases):
         grad_cam(gapnet, canvases.images[:3], target=[1, 2])
     with pytest.raises(ValueError, match="N x C x H x W"):
         grad_cam(gapnet, canvases.images[0])
+
+
+def test_a_1x1_layer_warns_that_its_map_is_constant(gapnet, canvases):
+    x = F.interpolate(canvases.images[:2], size=(8, 8), mode="bilinear", align_corners=False)   # features.26: 1x1
+    with pytest.warns(UserWarning, match="1x1") as record:
+        m = grad_cam(gapnet, x, target=0, relu=False)
+    assert record[0].filename == __file__                                   # points at the caller's line
+    assert torch.allclose(m, m[:, :1, :1].expand_as(m))                    # what the warning says
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        grad_cam(gapnet, canvases.images[:2])                               # 8x8 at 64 px: no warning
 
 
 def test_default_layer_and_target(gapnet, canvases):

@@ -37,9 +37,10 @@ def test_odd_modes_convert_with_a_note(tmp_path, mode, note):
     img = Image.fromarray(_rgb()).convert(mode)
     path = tmp_path / ("a.jpg" if mode == "CMYK" else "a.png")
     img.save(path)
-    with pytest.warns(ImageConversionWarning, match=note):
+    with pytest.warns(ImageConversionWarning, match=note) as record:
         x = I.load(path)
     _check(x, 40, 50)
+    assert {r.filename for r in record} == {__file__}           # the note points at the reader's line
 
 
 def test_grayscale_becomes_three_equal_channels(tmp_path):

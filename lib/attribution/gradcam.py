@@ -26,6 +26,7 @@ from typing import Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
+from ..errors import warn
 from ..hooks import frozen, resolve_layer
 from .guided import guided_backprop
 from .targets import check_images, per_image, resolve_targets
@@ -109,6 +110,9 @@ def _map(bundle, name: str, a: torch.Tensor, g: torch.Tensor | None, counterfact
     if g is None:
         raise ValueError(f"the class score does not depend on {name!r} (a side branch?): pick a layer on "
                          f"the path to the classifier, e.g. {bundle.layer('gradcam')!r}")
+    if a.shape[-2:] == (1, 1):
+        warn(f"{name!r} is 1x1 for this input, so its Grad-CAM map is one number per image and the "
+             f"upsampled map is constant: pick an earlier layer or a larger input")
     alpha = g.mean((2, 3))                                            # alpha_k^c = 1/Z sum_ij dy^c/dA^k_ij
     if counterfactual:
         alpha = -alpha
