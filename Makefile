@@ -4,8 +4,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 READY := $(VENV)/.ready
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with .nbval-sanitize.cfg --nbval-cell-timeout=300
-# the widget JS of the book's pages (see "widget JS" below): npm packages, pinned and checked
-WIDGET_JS := _build/widget-js/widgets
+# the JavaScript of the book's pages (see "widget JS" and "MathJax" below): npm packages, pinned
+# and checked, under _build/vendor-js, which _config.yml serves as part of the book's _static/
+VENDOR_JS := _build/vendor-js
+WIDGET_JS := $(VENDOR_JS)/widgets
+MATHJAX_JS := $(VENDOR_JS)/mathjax
+MATHJAX_VERSION := 3.2.2
+MATHJAX_SHA256 := 1b9c0a1c44df864e915690558e72adb9cc5203360daefd385084ced3b6c64c09
 HTML_MANAGER_VERSION := 1.0.15
 HTML_MANAGER_SHA256 := 2b9d65cb7913e1c7d671757a10008b32c9c2448d4429513371e55c07d6107638
 REQUIREJS_VERSION := 2.3.8
@@ -24,13 +29,13 @@ $(READY): requirements.txt pyproject.toml
 	@touch $@
 
 ## book: build the HTML book from the stored notebook outputs (no re-execution; nbval does that)
-book: setup $(WIDGET_JS)/.ready
+book: setup $(WIDGET_JS)/.ready $(MATHJAX_JS)/.ready
 	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going
 	@echo "The book: $(CURDIR)/_build/html/index.html"
 
 ## widget JS: the pages render the stored ipywidgets with RequireJS and the ipywidgets HTML manager.
 ## Both come from the npm registry at pinned versions (tarballs checked against the hashes below)
-## into _build/widget-js/widgets/, which _config.yml serves as the book's _static/widgets/, so the
+## into _build/vendor-js/widgets/, which _config.yml serves as the book's _static/widgets/, so the
 ## widgets render with no CDN (offline, and for online readers from the book's own site), with the
 ## Font Awesome fonts (woff2, woff) that the manager's style sheet asks for.
 ## Licences: @jupyter-widgets/html-manager BSD-3-Clause (bundled notices: embed.js.LICENSE.txt),
@@ -49,6 +54,23 @@ $(WIDGET_JS)/.ready: Makefile
 	tar -xzf $(WIDGET_JS)/tgz/requirejs-$(REQUIREJS_VERSION).tgz -C $(WIDGET_JS) \
 	    --strip-components=1 package/require.js
 	rm -rf $(WIDGET_JS)/tgz
+	@touch $@
+
+## MathJax: the formulas are typeset by MathJax 3 (Sphinx's default version), from the npm registry at
+## a pinned version (tarball checked against the hash above) into _build/vendor-js/mathjax/, served as
+## the book's _static/mathjax/ (mathjax_path in _config.yml), so formulas render offline too: the
+## component tex-mml-chtml.js and what it may load at run time (TeX extensions, CHTML fonts, menu,
+## accessibility and speech). Licence: Apache-2.0 (LICENSE copied alongside).
+$(MATHJAX_JS)/.ready: Makefile
+	@command -v npm >/dev/null || { echo "make book needs npm to fetch MathJax (apt-get install npm)"; exit 1; }
+	rm -rf $(MATHJAX_JS) && mkdir -p $(MATHJAX_JS)/tgz
+	cd $(MATHJAX_JS)/tgz && npm pack --silent --no-update-notifier mathjax@$(MATHJAX_VERSION) >/dev/null
+	cd $(MATHJAX_JS)/tgz && printf '%s  %s\n' $(MATHJAX_SHA256) mathjax-$(MATHJAX_VERSION).tgz | sha256sum --check --quiet
+	tar -xzf $(MATHJAX_JS)/tgz/mathjax-$(MATHJAX_VERSION).tgz -C $(MATHJAX_JS) --strip-components=2 \
+	    package/es5/tex-mml-chtml.js package/es5/input package/es5/output/chtml package/es5/ui \
+	    package/es5/a11y package/es5/sre
+	tar -xzf $(MATHJAX_JS)/tgz/mathjax-$(MATHJAX_VERSION).tgz -C $(MATHJAX_JS) --strip-components=1 package/LICENSE
+	rm -rf $(MATHJAX_JS)/tgz
 	@touch $@
 
 ## check-book: open every page of the built book in headless Chromium (Selenium) and check what a

@@ -10,13 +10,15 @@ headless Chromium (Debian's chromium + chromium-driver, driven by Selenium), and
 * a page whose notebook stores widget state (the `application/vnd.jupyter.widget-state+json`
   script that myst-nb writes) shows widget views, and every widget view placeholder
   (`application/vnd.jupyter.widget-view+json` script) was rendered by the widget manager;
+* every formula (Sphinx's `span.math` / `div.math`) was typeset by MathJax;
 * no file of the book itself (a script, a style sheet, an image) failed to load.
 
 By default the browser reaches nothing but the local server (every other host name fails to
 resolve), so the check shows what a reader without internet sees, and proves that the widget
-JavaScript comes from the book itself; --allow-network lifts that.
+JavaScript and MathJax come from the book itself; --allow-network lifts that.
 
-Prints a table (page, images ok/total, widgets rendered/views, problems) and exits 1 if any
+Prints a table (page, images ok/total, widgets rendered/views, formulas typeset/total, problems)
+and exits 1 if any
 page has a problem. --screenshot PATH saves a picture of the first rendered widget.
 
     python tools/check_book.py [_build/html] [--screenshot widgets.png] [--page 05_saliency]
@@ -55,6 +57,15 @@ return {{
   manager: typeof window.requirejs !== 'undefined'
            && window.requirejs.defined('@jupyter-widgets/html-manager/dist/libembed-amd'),
 }};
+"""
+
+# Runs in the page: the formulas Sphinx marked for MathJax, and how many MathJax typeset.
+MATH_JS = """
+const math = document.querySelectorAll('span.math, div.math');
+let typeset = 0;
+for (const m of math) if (m.querySelector('mjx-container')) typeset += 1;
+return {total: math.length, typeset: typeset, mathjax: typeof window.MathJax === 'object'
+                                                        && typeof window.MathJax.typesetPromise === 'function'};
 """
 
 # Runs in the page (async): every <img>, made eager, waited for and decoded.
@@ -192,6 +203,15 @@ def check_page(driver, base: str, rel: str, timeout: float, widget_wait: float) 
     elif w["views"]:
         problems.append(f"{w['views']} widget views but no widget state stored")
 
+    # formulas: MathJax typesets after the page loaded; wait for it as for the widgets
+    m = driver.execute_script(MATH_JS)
+    while m["typeset"] < m["total"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+        m = driver.execute_script(MATH_JS)
+    if m["typeset"] < m["total"]:
+        why = "" if m["mathjax"] else " (MathJax did not load)"
+        problems.append(f"{m['total'] - m['typeset']} of {m['total']} formulas not typeset{why}")
+
     imgs = driver.execute_async_script(IMAGES_JS)
     bad = [src for ok, _, src in imgs if not ok]
     if bad:
@@ -208,7 +228,7 @@ def check_page(driver, base: str, rel: str, timeout: float, widget_wait: float) 
     if missing:
         problems.append(f"{len(missing)} book files failed to load: " + ", ".join(missing[:3]))
     return {"page": rel, "img_ok": len(imgs) - len(bad), "img_total": len(imgs), "widgets": w,
-            "stderr": e["stderr"], "problems": problems}
+            "math": m, "stderr": e["stderr"], "problems": problems}
 
 
 def screenshot(driver, base: str, rel: str, path: Path) -> None:
@@ -238,7 +258,7 @@ def main(argv=None) -> int:
                     help="check only pages whose path contains this (may be repeated)")
     ap.add_argument("--timeout", type=float, default=60, help="seconds per page (default 60)")
     ap.add_argument("--widget-wait", type=float, default=20,
-                    help="seconds to wait for the widgets once a page has loaded (default 20)")
+                    help="seconds to wait for the widgets and formulas once a page has loaded (default 20)")
     ap.add_argument("--allow-network", action="store_true",
                     help="let the browser reach other hosts (by default only the local server)")
     ap.add_argument("--chromium", help="the browser binary (default: chromium on PATH)")
@@ -268,7 +288,7 @@ def main(argv=None) -> int:
                 if not ok:
                     rows.append({"page": rel, "img_ok": 0, "img_total": 0,
                                  "widgets": {"state": 0, "views": 0, "rendered": 0},
-                                 "stderr": 0, "problems": [f"redirects to missing {target}"]})
+                                 "math": {"total": 0, "typeset": 0}, "stderr": 0, "problems": [f"redirects to missing {target}"]})
                 continue
             rows.append(check_page(driver, base, rel, args.timeout, args.widget_wait))
         if args.screenshot:
@@ -284,11 +304,12 @@ def main(argv=None) -> int:
         server.shutdown()
 
     width = max([len(r["page"]) for r in rows] + [4])
-    print(f"{'page':<{width}}  {'images':>7}  {'widgets':>7}  problems")
+    print(f"{'page':<{width}}  {'images':>7}  {'widgets':>7}  {'formulas':>9}  problems")
     for r in rows:
-        w = r["widgets"]
+        w, m = r["widgets"], r["math"]
         widgets = f"{w['rendered']}/{w['views']}" if w["state"] or w["views"] else "-"
-        print(f"{r['page']:<{width}}  {r['img_ok']:>3}/{r['img_total']:<3}  {widgets:>7}  "
+        math = f"{m['typeset']}/{m['total']}" if m["total"] else "-"
+        print(f"{r['page']:<{width}}  {r['img_ok']:>3}/{r['img_total']:<3}  {widgets:>7}  {math:>9}  "
               + ("; ".join(r["problems"]) or "ok"))
         if r["stderr"]:
             notes.append(f"{r['page']}: {r['stderr']} stderr outputs shown (warnings?)")
