@@ -11,6 +11,7 @@ headless Chromium (Debian's chromium + chromium-driver, driven by Selenium), and
   script that myst-nb writes) shows widget views, and every widget view placeholder
   (`application/vnd.jupyter.widget-view+json` script) was rendered by the widget manager;
 * every formula (Sphinx's `span.math` / `div.math`) was typeset by MathJax;
+* a chapter page (notebooks/) has a Colab and a Binder launch button that open its own notebook;
 * no file of the book itself (a script, a style sheet, an image) failed to load.
 
 By default the browser reaches nothing but the local server (every other host name fails to
@@ -217,6 +218,13 @@ def check_page(driver, base: str, rel: str, timeout: float, widget_wait: float) 
     if bad:
         problems.append(f"{len(bad)} images not loaded: " + ", ".join(bad[:3])
                         + (" ..." if len(bad) > 3 else ""))
+
+    if rel.startswith("notebooks/"):                   # launch buttons open this page's notebook
+        notebook = "notebooks/" + rel.split("/", 1)[1].rsplit(".", 1)[0] + ".ipynb"
+        hrefs = driver.execute_script("return Array.from(document.links, a => a.href)")
+        for name, host in (("Colab", "colab.research.google.com/github/"), ("Binder", "mybinder.org/v2/gh/")):
+            if not any(host in h and h.endswith(notebook) for h in hrefs):
+                problems.append(f"no {name} launch button for {notebook}")
 
     e = driver.execute_script(ERRORS_JS)
     if e["traceback"]:
