@@ -1,6 +1,7 @@
 """Chapter 9: score every attribution method of Part II on the same canvases, in one table.
 
     python -m lib.evaluation            # all 2,000 test canvases -> data/results/explanations.json
+    python -m lib.evaluation --ms-only  # re-time the methods only (on an idle machine); scores kept
 
 For each method: the pointing game (Zhang et al. 2016), localisation accuracy (box of the map
 thresholded at a fraction of its maximum, largest connected component, IoU >= 0.5 with the
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -183,6 +185,8 @@ def main(argv=None) -> None:
     p.add_argument("--n", type=int, default=None, help="number of test canvases (default: all)")
     p.add_argument("--curves", type=int, default=500, help="canvases for the deletion/insertion curves")
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--ms-only", action="store_true",
+                   help="recompute the maps only to time them, and update the time column of --out (scores kept)")
     args = p.parse_args(argv)
     from . import models, seed
 
@@ -190,6 +194,21 @@ def main(argv=None) -> None:
     bundle = models.load("gapnet")
     canvases = data.load_canvases("test", n=args.n)
     t0 = time.time()
+    if args.ms_only:
+        info = json.loads(args.out.read_text())
+        if info["weights_sha256"] != weights_sha256() or info["canvases"] != len(canvases):
+            raise SystemExit(f"{args.out} is for other weights or canvases: run python -m lib.evaluation")
+        load = os.getloadavg()[0]
+        _, ms, _ = compute_maps(bundle, canvases, default_methods(bundle))
+        for name, v in ms.items():
+            info["table"][name]["ms"] = round(v, 4)
+        info["ms_timed"] = {"date": time.strftime("%Y-%m-%d"), "threads": torch.get_num_threads(),
+                            "load_average": [round(load, 2), round(os.getloadavg()[0], 2)],
+                            "minutes": round((time.time() - t0) / 60, 1)}
+        print(format_table(info["table"]))
+        args.out.write_text(json.dumps(info, indent=1) + "\n")
+        print(f"updated the time column of {args.out}")
+        return
     table = evaluate(bundle, canvases, curves=args.curves)
     print(format_table(table))
     args.out.parent.mkdir(parents=True, exist_ok=True)

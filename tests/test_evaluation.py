@@ -1,6 +1,7 @@
 """Chapter 9's evaluation: the table's plumbing on a few canvases, and the committed table's provenance."""
 import json
 
+import pytest
 import torch
 
 from lib import evaluation, metrics
@@ -29,6 +30,22 @@ def test_evaluate_on_a_few_canvases(gapnet, canvases):
     assert table["CAM"]["pointing"] >= table["random"]["pointing"]
     text = evaluation.format_table(table)
     assert "CAM" in text and " ms" in text
+
+
+def test_ms_only_updates_the_time_column_and_keeps_the_scores(tmp_path, gapnet):
+    names = list(evaluation.default_methods(gapnet))
+    rows = json.loads(evaluation.RESULTS.read_text())["table"]
+    info = {"weights_sha256": evaluation.weights_sha256("gapnet"), "canvases": 4,
+            "table": {n: dict(rows[n], pointing=0.5, ms=-1.0) for n in names}}
+    out = tmp_path / "t.json"
+    out.write_text(json.dumps(info))
+    evaluation.main(["--n", "4", "--ms-only", "--out", str(out)])
+    new = json.loads(out.read_text())
+    assert all(new["table"][n]["pointing"] == 0.5 and new["table"][n]["ms"] >= 0 for n in names)
+    assert new["table"]["SmoothGrad"]["ms"] > new["table"]["CAM"]["ms"]       # 16 gradients against one pass
+    assert new["ms_timed"]["threads"] == torch.get_num_threads()
+    with pytest.raises(SystemExit, match="other weights or canvases"):     # never times into another table
+        evaluation.main(["--n", "3", "--ms-only", "--out", str(out)])
 
 
 def test_random_map_is_per_image_and_reproducible(gapnet, canvases):

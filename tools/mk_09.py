@@ -145,9 +145,10 @@ That takes the better part of an hour on a laptop CPU, far too long for a notebo
 computed it once and stored it in `data/results/explanations.json`, with the sha256 of the weights it
 used; the check below fails if the model has changed since. The pointing game and localisation are
 over all 2,000 canvases, deletion/insertion over the first 500. The time per image was measured on
-the 2-core CPU the course targets while other jobs shared it, so read only its large ratios
-(occlusion and SmoothGrad cost ten times a gradient map and more); below about 20 ms the numbers
-are noise: the random and centre maps cost nothing, and what they show is the loop's overhead.
+the idle 2-core CPU the course targets, in batches of 100 (`python -m lib.evaluation --ms-only`
+re-times it): SmoothGrad (16 noisy copies) costs about 17 saliency maps and occlusion (64 squares)
+about 35, while CAM and Grad-CAM cost about one forward pass, less than a gradient map, whose
+backward pass runs all the way down to the pixels. The random and centre maps cost nothing.
 """)
 code(r"""
 import json
