@@ -19,8 +19,8 @@ resolve), so the check shows what a reader without internet sees, and proves tha
 JavaScript and MathJax come from the book itself; --allow-network lifts that.
 
 Prints a table (page, images ok/total, widgets rendered/views, formulas typeset/total, problems)
-and exits 1 if any
-page has a problem. --screenshot PATH saves a picture of the first rendered widget.
+and exits 1 if any page has a problem. --screenshot PATH saves a picture of the first rendered
+widget.
 
     python tools/check_book.py [_build/html] [--screenshot widgets.png] [--page 05_saliency]
 """
@@ -296,7 +296,8 @@ def main(argv=None) -> int:
                 if not ok:
                     rows.append({"page": rel, "img_ok": 0, "img_total": 0,
                                  "widgets": {"state": 0, "views": 0, "rendered": 0},
-                                 "math": {"total": 0, "typeset": 0}, "stderr": 0, "problems": [f"redirects to missing {target}"]})
+                                 "math": {"total": 0, "typeset": 0}, "stderr": 0,
+                                 "problems": [f"redirects to missing {target}"]})
                 continue
             rows.append(check_page(driver, base, rel, args.timeout, args.widget_wait))
         if args.screenshot:

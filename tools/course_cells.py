@@ -3,15 +3,18 @@
 The set-up cell installs the course only when it runs in Colab, from the repository at a pinned
 ref: the release tag of the package version in pyproject.toml (``v`` + version), so a notebook
 opened from the book runs against the same `lib`, weights and data its stored outputs were made
-with. A release is: bump the version in pyproject.toml, run ``python tools/course_cells.py`` (it
-rewrites the cell in every notebook, outputs untouched), commit, and tag the commit ``v<version>``.
+with. The book's launch buttons open the notebooks at the same tag (repository.branch in
+_config.yml). A release is: bump the version in pyproject.toml, run ``python tools/course_cells.py``
+(it rewrites the cell in every notebook, outputs untouched, and that branch), commit, and tag the
+commit ``v<version>``.
 
     python tools/course_cells.py          # rewrite the set-up cell of every notebook, and the
                                           # launch buttons' ref (repository.branch in _config.yml)
     python tools/course_cells.py --check  # exit 1 if a set-up cell is not SETUP_CELL or the ref differs
 
-The generators ``tools/mk_NN.py`` import SETUP_CELL and ``Cells`` (their notebook builder) from here; ``tests/test_notebooks_setup.py``
-checks every notebook against it and runs it as Colab would (with the shell commands recorded).
+The generators ``tools/mk_NN.py`` import SETUP_CELL and ``Cells`` (their notebook builder) from
+here; ``tests/test_notebooks_setup.py`` checks every notebook against it and runs it as Colab
+would (with the shell commands recorded), and checks the launch buttons' ref.
 """
 from __future__ import annotations
 
