@@ -57,13 +57,18 @@ class Capture:
 
 @contextlib.contextmanager
 def capture(model: nn.Module, layers: str | nn.Module | Sequence[str | nn.Module],
-            gradients: bool = False, detach: bool = False) -> Iterator[Capture]:
+            gradients: bool = False, detach: bool = False, leaf: bool = False) -> Iterator[Capture]:
     """Record the outputs of ``layers`` on every forward pass inside the ``with`` block.
 
     ``gradients=True`` also records d(output)/d(layer output) when ``backward`` runs.
     ``detach=True`` stores detached copies (what the layer output, even if an in-place ReLU then
     overwrites it); keep it False to call ``torch.autograd.grad`` on the captured tensor, and then
     capture a layer that no in-place operation follows (e.g. the ReLU itself, not the conv before it).
+    ``leaf=True`` is for ``torch.autograd.grad`` on the captured tensors A when nothing below them
+    requires a gradient (parameters frozen, input not a leaf): an A that does not require one is made
+    a leaf that does, so autograd records nothing below the first captured layer and a backward pass
+    stops there; the rest of the network gets a copy of A, so no in-place operation after a layer can
+    overwrite it. An A above another captured layer (already in the graph) is kept as it is.
     """
     if isinstance(layers, (str, nn.Module)):
         layers = [layers]
@@ -74,8 +79,18 @@ def capture(model: nn.Module, layers: str | nn.Module | Sequence[str | nn.Module
             name, module = resolve_layer(model, layer)
 
             def hook(_m, _inp, out, name=name):
+                whole = out
                 if isinstance(out, (tuple, list)):
                     out = out[0]
+                if leaf:
+                    if not out.requires_grad and out.is_floating_point():
+                        out = out.detach().requires_grad_(True)
+                    rec.activations[name] = out
+                    if isinstance(whole, torch.Tensor):                  # the network goes on with a copy
+                        return out.clone()
+                    if type(whole) in (tuple, list):
+                        return type(whole)([out.clone(), *whole[1:]])
+                    return None                     # a tuple subclass (namedtuple): passed on as it was
                 # detached copies are cloned: a following ReLU(inplace=True) would overwrite the output
                 rec.activations[name] = out.detach().clone() if detach else out
                 if gradients and out.requires_grad:

@@ -107,6 +107,28 @@ def test_detached_capture_survives_a_following_inplace_relu(vgg11):
     assert torch.allclose(rec["features.0"], expected, atol=1e-5)
 
 
+def test_leaf_capture_starts_the_graph_at_the_layer_and_survives_inplace_ops(vgg11):
+    """leaf=True: features.0 (followed by an in-place ReLU) is recorded as a leaf holding the conv's
+    output; nothing below it is in the graph, and its gradient is the one autograd gives otherwise."""
+    x = torch.randn(2, 3, 32, 32)
+    vgg11.requires_grad_(False)
+    try:
+        with hooks.capture(vgg11, ["features.0", "features.3"], leaf=True) as rec:
+            out = vgg11(x)[:, 3].sum()
+        a, b = rec["features.0"], rec["features.3"]
+        assert a.is_leaf and a.requires_grad and a.min() < 0          # not overwritten by the ReLU
+        assert torch.allclose(a, vgg11.features[0](x), atol=1e-5)
+        assert not b.is_leaf                                           # above a captured layer: kept in the graph
+        (g,) = torch.autograd.grad(out, a)
+        with hooks.capture(vgg11, "features.1") as ref:               # the ReLU's output, as usual, with x a leaf
+            out2 = vgg11(x.clone().requires_grad_(True))[:, 3].sum()
+        (g2,) = torch.autograd.grad(out2, ref["features.1"])
+        assert torch.allclose(g, g2 * (a > 0), atol=1e-6)              # chain rule through the ReLU
+    finally:
+        vgg11.requires_grad_(True)
+    assert hooks.count_hooks(vgg11) == 0
+
+
 def test_stop_after_ends_the_pass_and_cleans_up():
     model = small_cnn()
     calls = []

@@ -11,23 +11,23 @@ regions whose removal would make the network *more* confident in c. Guided Grad-
 guided backpropagation (pixel detail, not class-discriminative) by the upsampled Grad-CAM
 (coarse, class-discriminative).
 
-A is captured with a forward hook and dy/dA comes from ``torch.autograd.grad`` on the captured
-tensor, parameters frozen: no module backward hook (they break on in-place ReLUs). The image does
-not require a gradient; the hook makes A a leaf that does, so autograd records nothing below A
-(no activations kept there) and the backward pass stops at A: the cost is about one forward pass.
-The hook hands the rest of the network a copy of A, so A stays exactly the layer's output even when
-the next module is a ``ReLU(inplace=True)`` or an in-place addition.
+A is captured with a forward hook (``lib.hooks.capture(..., leaf=True)``) and dy/dA comes from
+``torch.autograd.grad`` on the captured tensor, parameters frozen: no module backward hook (they
+break on in-place ReLUs). The image does not require a gradient; the hook makes A a leaf that does,
+so autograd records nothing below A (no activations kept there) and the backward pass stops at A:
+the cost is about one forward pass. The hook hands the rest of the network a copy of A, so A stays
+exactly the layer's output even when the next module is a ``ReLU(inplace=True)`` or an in-place
+addition.
 """
 from __future__ import annotations
 
-import contextlib
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from ..errors import warn
-from ..hooks import frozen, resolve_layer
+from ..hooks import capture, frozen, resolve_layer
 from .guided import guided_backprop
 from .targets import check_images, per_image, resolve_targets
 
@@ -43,14 +43,10 @@ def grad_cam_layers(bundle, x: torch.Tensor, layers: Sequence, target=None, coun
     bundle.require_classes("Grad-CAM")
     check_images(x)
     model, n = bundle.model, x.shape[0]
-    modules: dict[str, torch.nn.Module] = {}
-    for layer in layers:                                               # unknown: close matches
-        name, module = resolve_layer(model, layer)
-        modules.setdefault(name, module)
-    names = list(modules)
+    names = list(dict.fromkeys(resolve_layer(model, layer)[0] for layer in layers))   # unknown: close matches
     target = per_image(target, n, "targets")
     parts: dict[str, list[torch.Tensor]] = {name: [] for name in names}
-    with torch.enable_grad(), frozen(model), _leaves(modules) as rec:
+    with torch.enable_grad(), frozen(model), capture(model, names, leaf=True) as rec:
         for b in range(0, n, batch_size):
             xin = x[b:b + batch_size].detach().to(bundle.device)      # no graph below A: the hook starts it
             logits = bundle(xin)
@@ -61,44 +57,6 @@ def grad_cam_layers(bundle, x: torch.Tensor, layers: Sequence, target=None, coun
             for name, a, g in zip(names, acts, grads):
                 parts[name].append(_map(bundle, name, a, g, counterfactual, relu, upsample, x.shape[-2:]))
     return {name: torch.cat(maps) for name, maps in parts.items()}
-
-
-@contextlib.contextmanager
-def _leaves(modules: dict[str, torch.nn.Module]) -> Iterator[dict[str, torch.Tensor]]:
-    """Inside the block, each forward pass records the outputs A of ``modules`` ({name: module}) in
-    the yielded dict (by name, the latest call) and hands the rest of the network a copy of each.
-
-    An A that does not require a gradient (nothing below it does: the parameters are frozen and
-    the image is not a leaf) is made a leaf that requires one, so the graph starts at the first
-    captured layer; an A that already requires one (it lies above another captured layer) is kept
-    as it is. Copies go on, so in-place modules or operations after a layer cannot overwrite A.
-    The hooks are removed on exit, exceptions included.
-    """
-    rec: dict[str, torch.Tensor] = {}
-
-    def keep(name: str, a):
-        if not isinstance(a, torch.Tensor):
-            return a
-        if not a.requires_grad and a.is_floating_point():
-            a = a.detach().requires_grad_(True)
-        rec[name] = a
-        return a.clone()
-
-    def hook(_m, _inp, out, name):
-        if isinstance(out, torch.Tensor):
-            return keep(name, out)
-        if type(out) in (tuple, list) and out and isinstance(out[0], torch.Tensor):   # as capture: output [0]
-            return type(out)([keep(name, out[0]), *out[1:]])
-        return None
-
-    handles = []
-    try:
-        for name, module in modules.items():
-            handles.append(module.register_forward_hook(lambda m, i, o, name=name: hook(m, i, o, name)))
-        yield rec
-    finally:
-        for h in handles:
-            h.remove()
 
 
 def _map(bundle, name: str, a: torch.Tensor, g: torch.Tensor | None, counterfactual: bool, relu: bool,
