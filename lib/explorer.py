@@ -150,6 +150,7 @@ def explain_all(bundle, x: torch.Tensor, target: int | None = None, layer: str |
     ``threads``: torch threads meanwhile (see ``torch_threads``). Maps are raw (not normalised).
     """
     from . import attribution as A
+    from .attribution.targets import resolve_targets
 
     x = _one_image(x)
     settings = settings or default_settings(bundle)
@@ -162,12 +163,7 @@ def explain_all(bundle, x: torch.Tensor, target: int | None = None, layer: str |
         probs = None
         if bundle.classes is not None:
             probs = bundle.predict(x)[0]
-            if target is None:
-                target = int(probs.argmax())
-            elif not 0 <= int(target) < len(bundle.classes):
-                raise ValueError(f"target class out of range: {bundle.name} has {len(bundle.classes)} classes "
-                                 f"(0..{len(bundle.classes) - 1})")
-            target = int(target)
+            target = int(resolve_targets(target, probs[None])[0])   # the predicted class, or out of range: raise
         window, stride = settings.occlusion(min(x.shape[-2:]))
         calls: dict[str, Callable[[], torch.Tensor]] = {
             "saliency": lambda: A.saliency(bundle, x, target)[0],
@@ -196,7 +192,10 @@ def top_classes(bundle, x: torch.Tensor, k: int = 5) -> list[tuple[int, str, flo
     """The ``k`` most probable classes of one image: [(class index, name, probability)], most probable
     first. Raises ``NoClassesError`` for a bundle without classes."""
     names = bundle.require_classes("top_classes")
-    p = bundle.predict(_one_image(x))[0]
+    return _top(names, bundle.predict(_one_image(x))[0], k)
+
+
+def _top(names, p: torch.Tensor, k: int) -> list[tuple[int, str, float]]:
     values, idx = p.topk(min(k, len(names)))
     return [(int(i), names[int(i)], float(v)) for v, i in zip(values, idx)]
 
@@ -205,8 +204,8 @@ def class_options(bundle, x: torch.Tensor, k: int = 5) -> list[tuple[str, int]]:
     """(label, class index) for a class menu: the top-``k`` with their probabilities, then every
     other class in class order (each class once). Raises ``NoClassesError`` without classes."""
     names = bundle.require_classes("class_options")
-    p = bundle.predict(_one_image(x))[0]
-    top = [i for i, _, _ in top_classes(bundle, x, k)]
+    p = bundle.predict(_one_image(x))[0]                       # one forward pass for both lists
+    top = [i for i, _, _ in _top(names, p, k)]
     first = [(f"{r + 1}. {names[i]} (p={p[i]:.2f})", i) for r, i in enumerate(top)]
     rest = [(f"{names[i]} (p={p[i]:.2f})", i) for i in range(len(names)) if i not in top]
     return first + rest
@@ -220,20 +219,11 @@ def layer_choices(bundle) -> list[str]:
     return [n for n in M.list_layers(bundle) if n in convs or n == default]
 
 
-def _imagenet_weights_cached(arch: str) -> bool:
-    """Whether torchvision's ImageNet weights for ``arch`` are in the torch hub cache (where
-    ``lib.models.load`` looks for them), without downloading anything."""
-    import torchvision
-
-    url = torchvision.models.get_model_weights(arch).DEFAULT.url
-    return (Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]).exists()
-
-
 def loadable_models() -> list[str]:
     """The bundles of ``lib.models.available()`` that load here: the course's own (their weights are
     committed) and the torchvision ImageNet networks whose weights are already in the torch hub
     cache. Offline, the others would only say that their weights cannot be downloaded."""
-    return [n for n in M.available() if n not in M.IMAGENET_MODELS or _imagenet_weights_cached(n)]
+    return [n for n in M.available() if n not in M.IMAGENET_MODELS or M.imagenet_weights_file(n).exists()]
 
 
 # --------------------------------------------------------------------------- images

@@ -22,6 +22,24 @@ def test_offline_imagenet_weights_give_a_specific_error(monkeypatch, tmp_path):
         models.load("vgg16")
 
 
+def test_imagenet_weights_file_is_where_load_looks(monkeypatch, tmp_path):
+    import torchvision
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    enum = torchvision.models.get_model_weights("vgg16")
+    f = models.imagenet_weights_file("vgg16")
+    assert f == tmp_path / "checkpoints" / enum.DEFAULT.url.rsplit("/", 1)[-1]
+    assert models.imagenet_weights_file("vgg16", "IMAGENET1K_V1") == models.imagenet_weights_file("vgg16", enum.IMAGENET1K_V1)
+
+    def no_internet(*a, **k):
+        raise urllib.error.URLError("offline")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_internet)
+    with pytest.raises(ModelNotAvailableError) as e:
+        models.load("vgg16")
+    assert str(f) in str(e.value)                                   # the error names that file
+
+
 @pytest.mark.parametrize("arch", ["vgg16", "resnet50", "googlenet", "squeezenet1_1", "alexnet", "vgg19"])
 def test_random_weight_bundles_say_so(arch):
     b = models.load(arch, weights=None, device="cpu")

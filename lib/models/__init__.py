@@ -33,8 +33,8 @@ from ..images import denormalize, normalize
 from .gapnet import GapNet
 from .hed import VGG16_LAYERS, HEDEdges, VGG16Features, caffe_deprocess, caffe_preprocess, load_hed_state
 
-__all__ = ["Bundle", "load", "list_layers", "available", "imagenet", "IMAGENET_MODELS", "verify_sha256",
-           "hed_edges", "GapNet", "VGG16_LAYERS"]
+__all__ = ["Bundle", "load", "list_layers", "available", "imagenet", "IMAGENET_MODELS", "imagenet_weights_file",
+           "verify_sha256", "hed_edges", "GapNet", "VGG16_LAYERS"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -177,8 +177,7 @@ def _load_torchvision(device, arch: str, weights="DEFAULT", **_) -> Bundle:
         try:
             model, name = builder(weights=weights), arch
         except Exception as e:  # offline: URLError/OSError/RuntimeError from the hub download
-            url = enum.DEFAULT.url if weights == "DEFAULT" else getattr(weights, "url", "?")
-            cache = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+            cache = imagenet_weights_file(arch, weights)
             raise ModelNotAvailableError(
                 f"ImageNet weights for {arch} are not in the torch hub cache ({cache}) and could not be "
                 f"downloaded ({type(e).__name__}: no internet?). Online (e.g. Colab) they download on first "
@@ -292,6 +291,18 @@ def load(name: str = "gapnet", device: str | torch.device | None = None, **kwarg
 
 
 IMAGENET_MODELS = tuple(_TV)   # the torchvision ImageNet networks a chapter's MODEL switch may name
+
+
+def imagenet_weights_file(arch: str, weights="DEFAULT") -> Path:
+    """Where torchvision keeps ``arch``'s ImageNet weights (``weights``: "DEFAULT", a member's name
+    or a weights enum member) in the torch hub cache: ``load`` reads them there. Downloads nothing."""
+    import torchvision
+
+    enum = torchvision.models.get_model_weights(arch)
+    if isinstance(weights, str):                         # "DEFAULT" or a member's name, e.g. "IMAGENET1K_V1"
+        weights = enum.DEFAULT if weights == "DEFAULT" else getattr(enum, weights, None)
+    url = getattr(weights, "url", "?")
+    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
 
 
 def imagenet(name: str | None, **kwargs) -> Bundle | None:
