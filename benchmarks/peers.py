@@ -119,13 +119,6 @@ def _plan(key, quick: bool) -> tuple[int, int, bool, float]:
 
 
 # --------------------------------------------------------------------------- inputs and peer models
-def _unit_range(x: torch.Tensor) -> torch.Tensor:
-    """Each image min-max scaled to exactly [0, 1] (so SmoothGrad's sigma is the same on both sides)."""
-    flat = x.flatten(1)
-    lo, hi = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
-    return ((flat - lo) / (hi - lo)).view_as(x).contiguous()
-
-
 def _photos(n: int, size: int) -> torch.Tensor:
     """``n`` photos from data/images, centre-cropped to size x size, and their mirror images."""
     paths = sorted((data.DATA_DIR / "images").glob("*.jpg"))
@@ -276,7 +269,8 @@ def _cases(only: str | None):
         bundle = models.load(model, weights=None) if model == "resnet50" else models.load(model)
         size = SETTINGS[model]["size"]
         x = _photos(16, size) if model == "resnet50" else data.load_canvases("test", 16).images
-        x = _unit_range(x)
+        x = normalize_map(x)          # each image min-max scaled to exactly [0, 1], so that SmoothGrad's
+                                      # sigma (a fraction of the value range) is Captum's stdevs
         with torch.no_grad():
             t = bundle(x).argmax(1)
         gc_model = Preprocessed(bundle)
