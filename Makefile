@@ -33,6 +33,16 @@ book: setup $(WIDGET_JS)/.ready $(MATHJAX_JS)/.ready
 	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going
 	@echo "The book: $(CURDIR)/_build/html/index.html"
 
+## $(call npm_pack,DIR,PACKAGES,CHECKSUMS): DIR emptied, and the npm tarballs of PACKAGES
+## (name@version ...) put in DIR/tgz, each checked against CHECKSUMS ("sha256 tarball" pairs); the
+## target then unpacks what the book needs into DIR and removes DIR/tgz.
+define npm_pack
+@command -v npm >/dev/null || { echo "make book needs npm to fetch $(strip $(2)) (apt-get install npm)"; exit 1; }
+rm -rf $(1) && mkdir -p $(1)/tgz
+cd $(1)/tgz && npm pack --silent --no-update-notifier $(2) >/dev/null
+cd $(1)/tgz && printf '%s  %s\n' $(3) | sha256sum --check --quiet
+endef
+
 ## widget JS: the pages render the stored ipywidgets with RequireJS and the ipywidgets HTML manager.
 ## Both come from the npm registry at pinned versions (tarballs checked against the hashes below)
 ## into _build/vendor-js/widgets/, which _config.yml serves as the book's _static/widgets/, so the
@@ -41,13 +51,9 @@ book: setup $(WIDGET_JS)/.ready $(MATHJAX_JS)/.ready
 ## Licences: @jupyter-widgets/html-manager BSD-3-Clause (bundled notices: embed.js.LICENSE.txt),
 ## requirejs MIT (in the header of require.js).
 $(WIDGET_JS)/.ready: Makefile
-	@command -v npm >/dev/null || { echo "make book needs npm to fetch the widget JS (apt-get install npm)"; exit 1; }
-	rm -rf $(WIDGET_JS) && mkdir -p $(WIDGET_JS)/tgz
-	cd $(WIDGET_JS)/tgz && npm pack --silent --no-update-notifier \
-	    @jupyter-widgets/html-manager@$(HTML_MANAGER_VERSION) requirejs@$(REQUIREJS_VERSION) >/dev/null
-	cd $(WIDGET_JS)/tgz && printf '%s  %s\n' \
+	$(call npm_pack,$(WIDGET_JS),@jupyter-widgets/html-manager@$(HTML_MANAGER_VERSION) requirejs@$(REQUIREJS_VERSION),\
 	    $(HTML_MANAGER_SHA256) jupyter-widgets-html-manager-$(HTML_MANAGER_VERSION).tgz \
-	    $(REQUIREJS_SHA256) requirejs-$(REQUIREJS_VERSION).tgz | sha256sum --check --quiet
+	    $(REQUIREJS_SHA256) requirejs-$(REQUIREJS_VERSION).tgz)
 	tar -xzf $(WIDGET_JS)/tgz/jupyter-widgets-html-manager-$(HTML_MANAGER_VERSION).tgz -C $(WIDGET_JS) \
 	    --strip-components=2 --wildcards package/dist/embed-amd.js package/dist/embed.js.LICENSE.txt \
 	    'package/dist/*.woff2' 'package/dist/*.woff'
@@ -62,10 +68,7 @@ $(WIDGET_JS)/.ready: Makefile
 ## component tex-mml-chtml.js and what it may load at run time (TeX extensions, CHTML fonts, menu,
 ## accessibility and speech). Licence: Apache-2.0 (LICENSE copied alongside).
 $(MATHJAX_JS)/.ready: Makefile
-	@command -v npm >/dev/null || { echo "make book needs npm to fetch MathJax (apt-get install npm)"; exit 1; }
-	rm -rf $(MATHJAX_JS) && mkdir -p $(MATHJAX_JS)/tgz
-	cd $(MATHJAX_JS)/tgz && npm pack --silent --no-update-notifier mathjax@$(MATHJAX_VERSION) >/dev/null
-	cd $(MATHJAX_JS)/tgz && printf '%s  %s\n' $(MATHJAX_SHA256) mathjax-$(MATHJAX_VERSION).tgz | sha256sum --check --quiet
+	$(call npm_pack,$(MATHJAX_JS),mathjax@$(MATHJAX_VERSION),$(MATHJAX_SHA256) mathjax-$(MATHJAX_VERSION).tgz)
 	tar -xzf $(MATHJAX_JS)/tgz/mathjax-$(MATHJAX_VERSION).tgz -C $(MATHJAX_JS) --strip-components=2 \
 	    package/es5/tex-mml-chtml.js package/es5/input package/es5/output/chtml package/es5/ui \
 	    package/es5/a11y package/es5/sre
