@@ -60,6 +60,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from lib import data, images, models  # noqa: E402
+from lib.device import torch_threads  # noqa: E402
 from lib.attribution import grad_cam, guided_backprop, occlusion, saliency, smoothgrad  # noqa: E402
 from lib.images import normalize_map  # noqa: E402
 
@@ -327,9 +328,7 @@ def _time(case: Case, rounds: int, peer_rounds: int, warm: bool, budget: float) 
 def _control(case: Case, rounds: int, budget: float) -> dict:
     """lib/fwd of the case at ONE torch thread (a control for the Grad-CAM target: no OpenMP thread
     waits for another, which on a busy machine costs a scheduler slice per parallel operation)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         t0 = time.perf_counter()
         case.forward()
         case.lib()
@@ -344,8 +343,6 @@ def _control(case: Case, rounds: int, budget: float) -> dict:
                 for _ in range(k):
                     f()
                 times[name].append((time.perf_counter() - t0) / k)
-    finally:
-        torch.set_num_threads(threads)
     lf = sorted(a / b for a, b in zip(times["lib"], times["fwd"]))
     return {"lib/fwd": statistics.median(lf), "range": (lf[0], lf[-1], len(lf)),
             "fwd": statistics.median(times["fwd"]), "lib": statistics.median(times["lib"])}

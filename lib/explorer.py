@@ -35,6 +35,7 @@ from torch import nn
 from . import images as I
 from . import models as M
 from . import plot
+from .device import torch_threads   # one image at 64 px: one thread (see its docstring)
 from .errors import CourseError, ImageConversionWarning, ImageLoadError
 
 __all__ = ["METHODS", "GRADIENT_METHODS", "Settings", "default_settings", "Explanation", "explain_all",
@@ -80,25 +81,6 @@ def default_settings(bundle) -> Settings:
     if side <= 64:
         return Settings(samples=8, noise=0.15, window=side // 4, stride=(3 * side) // 16)
     return Settings(samples=4, noise=0.15, window=side // 4, stride=side // 4)
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None):
-    """Inside the block torch uses ``n`` threads (None: leave it); the old number is restored on exit.
-
-    One image at 64 px is a chain of small operations: on a 2-core machine that is busy with other
-    work, OpenMP threads waiting for each other cost more than they save (a gapnet forward pass
-    measured 5 ms on one thread, 300 ms on two, with the other core busy), so the explorer uses one.
-    """
-    if n is None:
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 # --------------------------------------------------------------------------- the computation

@@ -15,10 +15,8 @@ def one_thread():
     """One torch thread for a module of tests that push many small tensors: on a busy 2-core machine
     OpenMP threads contend and one thread is up to ten times faster (measured: 120 s -> 11 s for
     tests/test_gradcam.py). Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``; restored after."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+    with lib.device.torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -23,3 +23,18 @@ def test_seed_repeats_every_generator_and_sets_determinism():
     assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
     g = lib.seed(5)
     assert torch.equal(torch.rand(2, generator=g), torch.rand(2, generator=torch.Generator().manual_seed(5)))
+
+
+def test_torch_threads_sets_and_restores_even_after_an_exception():
+    n = torch.get_num_threads()
+    with lib.device.torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == n
+    try:
+        with lib.device.torch_threads(1):
+            raise KeyError("boom")
+    except KeyError:
+        pass
+    assert torch.get_num_threads() == n
+    with lib.device.torch_threads(None):                 # None: leave it as it is
+        assert torch.get_num_threads() == n
